@@ -1,0 +1,170 @@
+"""Equivalences and gradient flow of the prompted CLIP towers and the one-pass supernet."""
+
+from __future__ import annotations
+
+import clip
+import pytest
+import torch
+
+from reference_supernet import naive_encode_image, naive_encode_text
+from trainers.dpl_core.architecture import PromptArchitecture
+from trainers.dpl_core.clip_loader import load_clip
+from trainers.dpl_core.prompted_clip import PromptedCLIP, tower_depths, truncate_tokens
+from tiny_clip import write_tiny_checkpoint
+
+CLASS_PROMPTS = ["a photo of a dog.", "a photo of a red circle, a type of shape.", "cat", "a photo of a sunflower."]
+
+
+@pytest.fixture(scope="module")
+def clip_model(tmp_path_factory):
+    """A tiny random CLIP written to disk and read back through the real loader."""
+    path = write_tiny_checkpoint(tmp_path_factory.mktemp("clip") / "tiny.pt")
+    return load_clip("ViT-B/16", checkpoint=path)
+
+
+@pytest.fixture(scope="module")
+def tokens():
+    return clip.tokenize(CLASS_PROMPTS)
+
+
+@pytest.fixture(scope="module")
+def images():
+    return torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+
+
+def candidate_tensors(prompts):
+    """``[block][candidate] -> [len, width]`` views of a CandidatePrompts module."""
+    return [[prompts.candidate(b, i) for i in range(len(prompts.candidates))] for b in range(len(prompts.prompts))]
+
+
+def random_supernet(clip_model, candidates=(0, 1, 2, 3), seed=0):
+    torch.manual_seed(seed)
+    model = PromptedCLIP.supernet(clip_model, candidates, init_std=0.5)
+    with torch.no_grad():
+        model.arch_weights.text.normal_()
+        model.arch_weights.image.normal_()
+    return model
+
+
+def test_zero_length_prompts_are_vanilla_clip(clip_model, tokens, images):
+    text_depth, image_depth = tower_depths(clip_model)
+    arch = PromptArchitecture((0,) * text_depth, (0,) * image_depth, candidates=(0,))
+    model = PromptedCLIP.fixed(clip_model, arch)
+    with torch.no_grad():
+        expected_text = clip_model.encode_text(tokens)
+        torch.testing.assert_close(model.encode_text(tokens), expected_text, rtol=0, atol=1e-6)
+        torch.testing.assert_close(model.encode_image(images), clip_model.encode_image(images), rtol=0, atol=1e-6)
+        # The shortest sequence holding every EOT gives the same features (text tower on real tokens).
+        short = truncate_tokens(tokens)
+        assert short.shape[1] < tokens.shape[1]
+        torch.testing.assert_close(model.encode_text(short), expected_text, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(model.encode_text(short, chunk_size=3), expected_text, rtol=1e-5, atol=1e-5)
+
+
+def test_truncate_tokens_keeps_every_eot(tokens):
+    short = truncate_tokens(tokens)
+    assert torch.equal(short.argmax(-1), tokens.argmax(-1))
+    assert short.shape[1] == int(tokens.argmax(-1).max()) + 1
+
+
+def test_one_hot_supernet_equals_fixed_architecture(clip_model, tokens, images):
+    supernet = random_supernet(clip_model)
+    text_choice, image_choice = [3, 0, 2], [1, 3]
+    with torch.no_grad():
+        for alpha, choice in ((supernet.arch_weights.text, text_choice), (supernet.arch_weights.image, image_choice)):
+            alpha.fill_(-1e4)
+            alpha[torch.arange(len(choice)), torch.tensor(choice)] = 0.0
+    arch = PromptArchitecture(tuple(text_choice), tuple(image_choice), candidates=(0, 1, 2, 3))
+    fixed = PromptedCLIP.fixed(clip_model, arch)
+    with torch.no_grad():
+        for fixed_tower, super_tower, choice in (
+            (fixed.text_prompts, supernet.text_prompts, text_choice),
+            (fixed.image_prompts, supernet.image_prompts, image_choice),
+        ):
+            for block, index in enumerate(choice):
+                fixed_tower.prompts[block].copy_(super_tower.candidate(block, index))
+        short = truncate_tokens(tokens)
+        torch.testing.assert_close(supernet.encode_text(short), fixed.encode_text(short), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(supernet.encode_image(images), fixed.encode_image(images), rtol=1e-5, atol=1e-5)
+        # Prompts must matter, otherwise the comparison above proves nothing.
+        assert not torch.allclose(fixed.encode_image(images), clip_model.encode_image(images), atol=1e-3)
+
+
+@pytest.mark.parametrize("candidates", [(0, 1, 2, 3), (0, 2, 5), (1, 3)])
+def test_one_pass_supernet_matches_naive_sum(clip_model, tokens, images, candidates):
+    supernet = random_supernet(clip_model, candidates, seed=len(candidates))
+    text = supernet.encode_text(truncate_tokens(tokens))
+    image = supernet.encode_image(images)
+    naive_text = naive_encode_text(
+        clip_model, tokens, candidate_tensors(supernet.text_prompts), supernet.arch_weights.mixture("text")
+    )
+    naive_image = naive_encode_image(
+        clip_model, images, candidate_tensors(supernet.image_prompts), supernet.arch_weights.mixture("image")
+    )
+    torch.testing.assert_close(text, naive_text, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(image, naive_image, rtol=1e-5, atol=1e-5)
+
+    weights = torch.randn_like(text), torch.randn_like(image)
+    params = supernet.prompt_parameters() + list(supernet.arch_weights.parameters())
+    fast = torch.autograd.grad((text * weights[0]).sum() + (image * weights[1]).sum(), params)
+    slow = torch.autograd.grad((naive_text * weights[0]).sum() + (naive_image * weights[1]).sum(), params)
+    for got, want in zip(fast, slow):
+        # float32 sums in a different order: compare relative to each gradient's scale
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4 * float(want.abs().max()))
+    assert all(g.abs().sum() > 0 for g in fast[-2:]), "alphas must receive gradient"
+
+
+def test_gradients_reach_prompts_and_alphas_only(clip_model, tokens, images):
+    supernet = random_supernet(clip_model)
+    logits = supernet(images, truncate_tokens(tokens))
+    torch.nn.functional.cross_entropy(logits, torch.tensor([0, 1, 2])).backward()
+    for param in supernet.prompt_parameters():
+        assert param.grad is not None and param.grad.abs().sum() > 0
+    for param in supernet.arch_weights.parameters():
+        assert param.grad is not None and param.grad.abs().sum() > 0
+    for name, param in supernet.clip_model.named_parameters():
+        assert not param.requires_grad and param.grad is None, name
+
+
+def test_text_tower_keeps_causal_order_and_prompts_are_seen_by_all(clip_model, tokens):
+    text_depth, image_depth = tower_depths(clip_model)
+    model = PromptedCLIP.fixed(clip_model, PromptArchitecture((2,) * text_depth, (0,) * image_depth, candidates=(0, 2)))
+    short = truncate_tokens(tokens)
+    length = short.shape[1]
+
+    def token_outputs(token_ids):
+        x = clip_model.token_embedding(token_ids) + clip_model.positional_embedding[:length]
+        return model._run_tower("text", x, model.causal_mask[:length, :length])
+
+    with torch.no_grad():
+        before = token_outputs(short)
+        changed = short.clone()
+        changed[:, 4] = 1000  # a different word at position 4
+        after = token_outputs(changed)
+        torch.testing.assert_close(after[:, :4], before[:, :4], rtol=0, atol=0)
+        assert (after[:, 4:] - before[:, 4:]).abs().amax() > 1e-4
+        # Every position, the start token included, attends to the prompts.
+        model.text_prompts.prompts[0].add_(torch.randn_like(model.text_prompts.prompts[0]))
+        moved = token_outputs(short)
+        assert ((moved - before).abs().amax(dim=-1) > 1e-5).all()
+
+
+def test_supernet_rejects_mismatched_modules(clip_model):
+    supernet = random_supernet(clip_model)
+    with pytest.raises(ValueError, match="go together"):
+        PromptedCLIP(clip_model, supernet.text_prompts, supernet.image_prompts, arch_weights=None)
+    wrong = PromptArchitecture((1, 1), (1, 1), candidates=(0, 1))
+    with pytest.raises(ValueError, match="text tower has 3 blocks"):
+        PromptedCLIP.fixed(clip_model, wrong)
+
+
+def test_activation_checkpointing_gives_same_gradients(clip_model, tokens, images):
+    short = truncate_tokens(tokens)
+    grads = []
+    for checkpointing in (False, True):
+        supernet = random_supernet(clip_model, seed=5)
+        supernet.activation_checkpointing = checkpointing
+        supernet(images, short, chunk_size=2).logsumexp(-1).sum().backward()
+        grads.append([p.grad.clone() for p in supernet.prompt_parameters()])
+    for plain, recomputed in zip(*grads):
+        torch.testing.assert_close(plain, recomputed, rtol=1e-5, atol=1e-7)

@@ -1,0 +1,145 @@
+"""Load a CLIP model by backbone name or checkpoint file, the one place that does so.
+
+Weights are resolved in a fixed order:
+
+1. an explicit checkpoint path (a JIT archive as OpenAI ships them, or a plain state dict);
+2. the CLIP cache directory (``~/.cache/clip`` or the given one), file named as OpenAI's URL;
+3. a download through the ``clip`` package, only if allowed and nothing local was found.
+
+The result is always a vanilla CLIP ``nn.Module`` in fp32 on the CPU, in eval mode; callers
+move it to their device and precision. This works with OpenAI's ``clip`` package and with the
+modified copy that MaPLe's checkout ships, whose ``build_model`` needs a ``design_details``
+dict.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+import urllib.parse
+
+import clip
+import torch
+from torch import nn
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_CACHE_DIR = os.path.expanduser("~/.cache/clip")
+
+# MaPLe's build_model(state_dict, design_details) builds vanilla blocks for these settings.
+_VANILLA_DESIGN_DETAILS = {
+    "trainer": "CoOp",
+    "vision_depth": 0,
+    "language_depth": 0,
+    "vision_ctx": 0,
+    "language_ctx": 0,
+    "maple_length": 0,
+}
+
+
+class CLIPLoadError(RuntimeError):
+    """CLIP weights could not be found or are not a usable ViT CLIP."""
+
+
+def _known_models() -> dict[str, str]:
+    return dict(getattr(clip.clip, "_MODELS", {}))
+
+
+def _is_resnet_name(backbone: str) -> bool:
+    return backbone.upper().startswith("RN")
+
+
+def cached_checkpoint_path(backbone: str, cache_dir: str | None = None) -> str:
+    """Where OpenAI's loader stores ``backbone`` (whether or not the file exists)."""
+    models = _known_models()
+    if backbone not in models:
+        raise CLIPLoadError(
+            f"unknown CLIP backbone {backbone!r}; expected one of {sorted(models)} "
+            "or a checkpoint path in TRAINER.DPL.CLIP_CHECKPOINT"
+        )
+    filename = os.path.basename(urllib.parse.urlparse(models[backbone]).path)
+    return os.path.join(cache_dir or DEFAULT_CACHE_DIR, filename)
+
+
+def _read_state_dict(path: str) -> dict[str, torch.Tensor]:
+    """State dict from a JIT archive (OpenAI's release format) or a saved state dict."""
+    try:
+        archive = torch.jit.load(path, map_location="cpu")
+        return archive.state_dict()
+    except RuntimeError:
+        pass  # not a TorchScript archive: fall through to a pickled state dict
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise CLIPLoadError(f"could not read CLIP checkpoint {path}: {error}") from error
+    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict) or "token_embedding.weight" not in obj:
+        raise CLIPLoadError(
+            f"{path} is not a CLIP checkpoint: expected a TorchScript archive or a CLIP state dict "
+            "(with keys such as 'token_embedding.weight' and 'visual.conv1.weight')"
+        )
+    return obj
+
+
+def build_vanilla_clip(state_dict: dict[str, torch.Tensor]) -> nn.Module:
+    """Build CLIP from a state dict with whichever ``clip`` package is importable."""
+    build_model = clip.model.build_model
+    params = inspect.signature(build_model).parameters
+    state_dict = dict(state_dict)  # build_model deletes keys
+    if "design_details" in params:
+        model = build_model(state_dict, dict(_VANILLA_DESIGN_DETAILS))
+    else:
+        model = build_model(state_dict)
+    return model.float().eval()
+
+
+def load_clip(
+    backbone: str,
+    checkpoint: str | None = None,
+    cache_dir: str | None = None,
+    download: bool = True,
+) -> nn.Module:
+    """Load a ViT CLIP in fp32 on the CPU.
+
+    Args:
+        backbone: OpenAI model name such as ``"ViT-B/16"``. Only used to find the file when
+            ``checkpoint`` is empty; ResNet names are refused either way.
+        checkpoint: path to a local checkpoint; when set, it is the only source tried.
+        cache_dir: CLIP cache directory (default ``~/.cache/clip``).
+        download: allow downloading when no local file is found.
+
+    Raises:
+        CLIPLoadError: ResNet backbone, file not found offline, or unreadable checkpoint.
+    """
+    if _is_resnet_name(backbone):
+        raise CLIPLoadError(
+            f"backbone {backbone!r} is a ResNet; DPL puts prompts into transformer blocks of both "
+            "towers and needs a ViT backbone (ViT-B/32, ViT-B/16, ViT-L/14, ...)"
+        )
+    if checkpoint:
+        path = os.path.expanduser(checkpoint)
+        if not os.path.isfile(path):
+            raise CLIPLoadError(f"CLIP checkpoint not found: {path} (set by TRAINER.DPL.CLIP_CHECKPOINT)")
+    else:
+        path = cached_checkpoint_path(backbone, cache_dir)
+        if not os.path.isfile(path):
+            if not download:
+                raise CLIPLoadError(f"CLIP weights for {backbone} not found at {path} and downloading is disabled")
+            logger.info("Downloading CLIP %s into %s", backbone, os.path.dirname(path))
+            try:
+                path = clip.clip._download(_known_models()[backbone], os.path.dirname(path))
+            except Exception as error:  # urllib raises several types when offline
+                raise CLIPLoadError(
+                    f"CLIP weights for {backbone} are not at {path} and could not be downloaded "
+                    f"({type(error).__name__}: {error}). Copy the file there, or point "
+                    "TRAINER.DPL.CLIP_CHECKPOINT at a local checkpoint."
+                ) from error
+    state_dict = _read_state_dict(path)
+    if "visual.proj" not in state_dict:
+        raise CLIPLoadError(
+            f"{path} holds a ResNet CLIP; DPL needs a ViT backbone (prompts enter transformer blocks)"
+        )
+    logger.info("Loaded CLIP weights from %s", path)
+    return build_vanilla_clip(state_dict)

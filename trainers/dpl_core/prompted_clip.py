@@ -1,0 +1,410 @@
+"""CLIP with deep prompts spliced into every transformer block of both towers.
+
+The frozen CLIP model is reused as it is: this module owns the loop over each tower's
+residual blocks and calls every block's own ``ln_1``, attention weights, ``ln_2`` and ``mlp``.
+Prompts never enter the token sequence. In block ``l`` with real tokens ``x`` and prompts
+``P_l`` (SPEC §2)::
+
+    q  = ln_1(x)                      # queries: real tokens only
+    kv = ln_1([x ; P_l])              # keys/values: real tokens plus prompts
+    x  = x + attn(q, kv, kv)
+    x  = x + mlp(ln_2(x))
+
+In the text tower every query sees every prompt and the causal mask among real tokens is
+kept; the output length never changes, so EOT pooling is untouched. With all lengths 0 the
+model is exactly vanilla CLIP.
+
+The search supernet mixes, per block, the attention outputs of all candidate lengths with
+``softmax(alpha / temperature)``. It is computed in one pass: the real tokens are projected
+once, all candidates' prompts are projected once, and the per-candidate softmax partitions
+are merged (they share the scores against the real tokens and differ only in the scores
+against their own prompts).
+
+Core module: imports only torch and clip (through the architecture dataclass, pure Python).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
+
+from .architecture import PromptArchitecture
+
+TOWERS = ("text", "image")
+
+
+def tower_blocks(clip_model: nn.Module, tower: str) -> nn.ModuleList:
+    """The residual blocks of ``tower`` (``"text"`` or ``"image"``) of a ViT CLIP."""
+    if tower == "text":
+        return clip_model.transformer.resblocks
+    if tower == "image":
+        visual = clip_model.visual
+        if not hasattr(visual, "transformer"):
+            raise ValueError("the image tower is not a vision transformer; DPL needs a ViT CLIP backbone")
+        return visual.transformer.resblocks
+    raise ValueError(f"unknown tower {tower!r}; expected one of {TOWERS}")
+
+
+def tower_width(clip_model: nn.Module, tower: str) -> int:
+    """Token width of ``tower``, read from the model's first block."""
+    return tower_blocks(clip_model, tower)[0].attn.embed_dim
+
+
+def tower_depths(clip_model: nn.Module) -> tuple[int, int]:
+    """``(text_depth, image_depth)``: number of residual blocks per tower."""
+    return len(tower_blocks(clip_model, "text")), len(tower_blocks(clip_model, "image"))
+
+
+def truncate_tokens(tokens: Tensor) -> Tensor:
+    """Drop the columns after the last end-of-text token of any row.
+
+    With the causal mask, positions after a row's EOT never influence its pooled feature, so
+    the shortest sequence that holds every EOT gives exactly the same text features. CLIP's
+    EOT token has the largest id, which is how CLIP itself finds it (``argmax``).
+
+    Args:
+        tokens: ``[classes, context_length]`` token ids.
+
+    Returns:
+        ``[classes, n]`` with ``n = max EOT position + 1``.
+    """
+    length = int(tokens.argmax(dim=-1).max()) + 1
+    return tokens[:, :length]
+
+
+def prompted_attention(
+    attn: nn.MultiheadAttention,
+    x: Tensor,
+    key_mask: Tensor | None,
+    prompts: Tensor | None,
+    segments: Tensor | None = None,
+    mixture: Tensor | None = None,
+) -> Tensor:
+    """Multi-head attention of real tokens over real tokens plus prompts.
+
+    Args:
+        attn: the block's own attention module (its weights only are used).
+        x: ``[batch, tokens, width]`` normalised real tokens (after ``ln_1``).
+        key_mask: ``[tokens, tokens]`` bool, True where a query may see a real key; None = all.
+            Prompts are always visible.
+        prompts: ``[prompt_tokens, width]`` normalised prompts, or None / empty for none.
+        segments: ``[prompt_tokens, candidates]`` 0/1 membership of each prompt vector in each
+            candidate (supernet only).
+        mixture: ``[candidates]`` mixture weights (supernet only); when given, the result is
+            ``sum_c mixture[c] * attention(x, [x ; prompts of candidate c])``.
+
+    Returns:
+        ``[batch, tokens, width]`` attention output after the output projection.
+    """
+    batch, length, width = x.shape
+    heads = attn.num_heads
+    head_dim = width // heads
+    q, k, v = F.linear(x, attn.in_proj_weight, attn.in_proj_bias).chunk(3, dim=-1)
+    q, k, v = (t.view(batch, length, heads, head_dim).transpose(1, 2) for t in (q, k, v))  # [B, H, N, dh]
+    has_prompts = prompts is not None and prompts.shape[0] > 0
+    if has_prompts:
+        w_kv = attn.in_proj_weight[width:]
+        b_kv = attn.in_proj_bias[width:] if attn.in_proj_bias is not None else None
+        k_p, v_p = F.linear(prompts, w_kv, b_kv).chunk(2, dim=-1)
+        k_p, v_p = (t.view(-1, heads, head_dim).transpose(0, 1) for t in (k_p, v_p))  # [H, T, dh]
+
+    if not has_prompts:
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask)
+    elif mixture is None:
+        keys = torch.cat([k, k_p.expand(batch, -1, -1, -1)], dim=2)  # [B, H, N + T, dh]
+        values = torch.cat([v, v_p.expand(batch, -1, -1, -1)], dim=2)
+        mask = None
+        if key_mask is not None:
+            mask = torch.cat([key_mask, key_mask.new_ones(length, k_p.shape[1])], dim=1)  # [N, N + T]
+        out = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)
+    else:
+        out = _mixed_candidate_attention(q, k, v, k_p, v_p, key_mask, segments, mixture)
+
+    out = out.transpose(1, 2).reshape(batch, length, width)
+    return F.linear(out, attn.out_proj.weight, attn.out_proj.bias)
+
+
+def _mixed_candidate_attention(
+    q: Tensor, k: Tensor, v: Tensor, k_p: Tensor, v_p: Tensor, key_mask: Tensor | None, segments: Tensor, mixture: Tensor
+) -> Tensor:
+    """``sum_c mixture[c] * softmax-attention over [x ; P_c]`` in one pass.
+
+    For candidate ``c`` with prompt set ``S_c``, attention is
+    ``(A_x + A_c) / (Z_x + Z_c)`` where ``A``/``Z`` are the exp-score-weighted values and the
+    partition sums over real keys (``x``) and over ``S_c``. All candidates share ``A_x``,
+    ``Z_x``; ``Z_c`` is a segment sum of the prompt exp-scores. With
+    ``r_c = mixture[c] / (Z_x + Z_c)`` the mixture is
+    ``A_x * sum_c r_c + sum_j (sum_{c: j in S_c} r_c) * e_j * v_j``.
+
+    Shapes: q, k, v ``[B, H, N, dh]``; k_p, v_p ``[H, T, dh]``; segments ``[T, C]``;
+    mixture ``[C]``. Returns ``[B, H, N, dh]``. Computed in at least fp32.
+    """
+    dtype = q.dtype
+    compute = torch.promote_types(dtype, torch.float32)
+    q, k, v, k_p, v_p = (t.to(compute) for t in (q, k, v, k_p, v_p))
+    q = q * q.shape[-1] ** -0.5
+    scores_x = q @ k.transpose(-1, -2)  # [B, H, N, N]
+    if key_mask is not None:
+        scores_x = scores_x.masked_fill(~key_mask, float("-inf"))
+    scores_p = q @ k_p.transpose(-1, -2)  # [B, H, N, T]
+    # A common shift keeps exp() finite; any constant gives the same value and gradient.
+    shift = torch.maximum(scores_x.amax(-1, keepdim=True), scores_p.amax(-1, keepdim=True)).detach()
+    exp_x = torch.exp(scores_x - shift)
+    exp_p = torch.exp(scores_p - shift)
+    segments = segments.to(compute)
+    z_x = exp_x.sum(-1, keepdim=True)  # [B, H, N, 1]
+    z_c = exp_p @ segments  # [B, H, N, C]
+    ratio = mixture.to(compute) / (z_x + z_c)  # [B, H, N, C]
+    out = (exp_x @ v) * ratio.sum(-1, keepdim=True) + (exp_p * (ratio @ segments.t())) @ v_p
+    return out.to(dtype)
+
+
+def run_block(
+    block: nn.Module,
+    x: Tensor,
+    key_mask: Tensor | None,
+    prompts: Tensor | None,
+    segments: Tensor | None = None,
+    mixture: Tensor | None = None,
+) -> Tensor:
+    """One CLIP residual block with prompts as extra keys/values.
+
+    Args:
+        block: a CLIP ``ResidualAttentionBlock`` (``ln_1``, ``attn``, ``ln_2``, ``mlp``).
+        x: ``[batch, tokens, width]``.
+        key_mask, prompts, segments, mixture: see :func:`prompted_attention`; ``prompts`` are
+            raw (``ln_1`` is applied here, as to the real tokens).
+
+    Returns:
+        ``[batch, tokens, width]``.
+    """
+    if prompts is not None:
+        prompts = block.ln_1(prompts.to(x.dtype))
+    x = x + prompted_attention(block.attn, block.ln_1(x), key_mask, prompts, segments, mixture)
+    return x + block.mlp(block.ln_2(x))
+
+
+class TowerPrompts(nn.Module):
+    """Learned prompts of one tower for a fixed architecture: ``lengths[l]`` vectors in block ``l``.
+
+    Attributes:
+        prompts: one ``[lengths[l], width]`` parameter per block (empty where the length is 0).
+    """
+
+    def __init__(self, lengths: Sequence[int], width: int, init_std: float = 0.02) -> None:
+        super().__init__()
+        self.lengths = tuple(int(n) for n in lengths)
+        self.prompts = nn.ParameterList(
+            [nn.Parameter(torch.randn(n, width) * init_std) for n in self.lengths]
+        )
+
+    def block_inputs(self, block: int) -> tuple[Tensor | None, Tensor | None]:
+        """``(prompts [n, width] or None, segments=None)`` for block ``block``."""
+        return (self.prompts[block] if self.lengths[block] else None), None
+
+
+class CandidatePrompts(nn.Module):
+    """Supernet prompts of one tower: separate vectors for every (block, candidate length).
+
+    Per block, the prompts of all candidates are stored in one parameter, candidate after
+    candidate (candidate ``c`` owns ``c`` consecutive rows), so one projection covers them all.
+
+    Attributes:
+        prompts: one ``[sum(candidates), width]`` parameter per block.
+        segments: ``[sum(candidates), num_candidates]`` buffer, 1 where a row belongs to a candidate.
+    """
+
+    def __init__(self, depth: int, candidates: Sequence[int], width: int, init_std: float = 0.02) -> None:
+        super().__init__()
+        self.candidates = tuple(int(c) for c in candidates)
+        total = sum(self.candidates)
+        self.prompts = nn.ParameterList([nn.Parameter(torch.randn(total, width) * init_std) for _ in range(depth)])
+        owner = torch.repeat_interleave(torch.arange(len(self.candidates)), torch.tensor(self.candidates))
+        self.register_buffer("segments", F.one_hot(owner, len(self.candidates)).float(), persistent=False)
+
+    def block_inputs(self, block: int) -> tuple[Tensor | None, Tensor | None]:
+        """``(all candidates' prompts [T, width], segments [T, C])`` for block ``block``."""
+        if not self.segments.shape[0]:
+            return None, None
+        return self.prompts[block], self.segments
+
+    def candidate(self, block: int, index: int) -> Tensor:
+        """The ``[candidates[index], width]`` prompts of one candidate in one block (a view)."""
+        start = sum(self.candidates[:index])
+        return self.prompts[block][start : start + self.candidates[index]]
+
+
+class ArchitectureWeights(nn.Module):
+    """The architecture parameters ``alpha`` of both towers, ``[depth, num_candidates]`` each."""
+
+    def __init__(
+        self, text_depth: int, image_depth: int, num_candidates: int, init_std: float = 1e-3, temperature: float = 1.0
+    ) -> None:
+        super().__init__()
+        if temperature <= 0:
+            raise ValueError(f"temperature must be positive, got {temperature}")
+        self.temperature = float(temperature)
+        self.text = nn.Parameter(torch.randn(text_depth, num_candidates) * init_std)
+        self.image = nn.Parameter(torch.randn(image_depth, num_candidates) * init_std)
+
+    def alpha(self, tower: str) -> Tensor:
+        """``[depth, num_candidates]`` raw weights of ``tower``."""
+        if tower not in TOWERS:
+            raise ValueError(f"unknown tower {tower!r}; expected one of {TOWERS}")
+        return self.text if tower == "text" else self.image
+
+    def mixture(self, tower: str) -> Tensor:
+        """``[depth, num_candidates]`` fp32 ``softmax(alpha / temperature)`` per block."""
+        return torch.softmax(self.alpha(tower).float() / self.temperature, dim=-1)
+
+    def entropy(self, tower: str) -> Tensor:
+        """``[depth]`` entropy (nats) of each block's mixture."""
+        p = self.mixture(tower)
+        return -(p * torch.log(p.clamp_min(1e-12))).sum(-1)
+
+
+class PromptedCLIP(nn.Module):
+    """A frozen CLIP whose blocks receive deep prompts in both towers.
+
+    Build with :meth:`fixed` (training stage) or :meth:`supernet` (search stage).
+
+    Attributes:
+        clip_model: the frozen CLIP (not trained; every parameter has ``requires_grad=False``).
+        text_prompts, image_prompts: :class:`TowerPrompts` or :class:`CandidatePrompts`.
+        arch_weights: :class:`ArchitectureWeights` for a supernet, else None.
+        activation_checkpointing: recompute block activations in backward to save memory.
+    """
+
+    def __init__(
+        self,
+        clip_model: nn.Module,
+        text_prompts: TowerPrompts | CandidatePrompts,
+        image_prompts: TowerPrompts | CandidatePrompts,
+        arch_weights: ArchitectureWeights | None = None,
+        activation_checkpointing: bool = False,
+    ) -> None:
+        super().__init__()
+        self.clip_model = clip_model.requires_grad_(False)
+        self.text_prompts = text_prompts
+        self.image_prompts = image_prompts
+        self.arch_weights = arch_weights
+        self.activation_checkpointing = activation_checkpointing
+        text_depth, image_depth = tower_depths(clip_model)
+        for tower, prompts, depth in (("text", text_prompts, text_depth), ("image", image_prompts, image_depth)):
+            if len(prompts.prompts) != depth:
+                raise ValueError(f"{tower} prompts cover {len(prompts.prompts)} blocks; the {tower} tower has {depth}")
+        if isinstance(text_prompts, CandidatePrompts) != (arch_weights is not None):
+            raise ValueError("candidate prompts and architecture weights go together (supernet) or not at all")
+        context = clip_model.positional_embedding.shape[0]
+        causal = torch.ones(context, context, dtype=torch.bool).tril()
+        self.register_buffer("causal_mask", causal, persistent=False)  # [context, context], True = visible
+
+    @classmethod
+    def fixed(
+        cls, clip_model: nn.Module, architecture: PromptArchitecture, init_std: float = 0.02, **kwargs
+    ) -> "PromptedCLIP":
+        """Training-stage model with exactly the lengths of ``architecture``."""
+        architecture.check_fits(*tower_depths(clip_model))
+        return cls(
+            clip_model,
+            TowerPrompts(architecture.text_lengths, tower_width(clip_model, "text"), init_std),
+            TowerPrompts(architecture.image_lengths, tower_width(clip_model, "image"), init_std),
+            **kwargs,
+        )
+
+    @classmethod
+    def supernet(
+        cls,
+        clip_model: nn.Module,
+        candidates: Sequence[int],
+        init_std: float = 0.02,
+        alpha_init_std: float = 1e-3,
+        temperature: float = 1.0,
+        **kwargs,
+    ) -> "PromptedCLIP":
+        """Search-stage model: every block mixes the candidate lengths ``candidates``."""
+        text_depth, image_depth = tower_depths(clip_model)
+        return cls(
+            clip_model,
+            CandidatePrompts(text_depth, candidates, tower_width(clip_model, "text"), init_std),
+            CandidatePrompts(image_depth, candidates, tower_width(clip_model, "image"), init_std),
+            ArchitectureWeights(text_depth, image_depth, len(candidates), alpha_init_std, temperature),
+            **kwargs,
+        )
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """Compute dtype of the frozen CLIP weights."""
+        return self.clip_model.visual.conv1.weight.dtype
+
+    def prompt_parameters(self) -> list[nn.Parameter]:
+        """The learned prompt vectors of both towers."""
+        return list(self.text_prompts.parameters()) + list(self.image_prompts.parameters())
+
+    def _run_tower(self, tower: str, x: Tensor, key_mask: Tensor | None) -> Tensor:
+        prompts = self.text_prompts if tower == "text" else self.image_prompts
+        mixture = self.arch_weights.mixture(tower) if self.arch_weights is not None else None
+        use_checkpoint = self.activation_checkpointing and torch.is_grad_enabled()
+        for index, block in enumerate(tower_blocks(self.clip_model, tower)):
+            block_prompts, segments = prompts.block_inputs(index)
+            weights = mixture[index] if mixture is not None else None
+            if use_checkpoint:
+                x = checkpoint(run_block, block, x, key_mask, block_prompts, segments, weights, use_reentrant=False)
+            else:
+                x = run_block(block, x, key_mask, block_prompts, segments, weights)
+        return x
+
+    def encode_text(self, tokens: Tensor, chunk_size: int = 0) -> Tensor:
+        """Text features, unnormalised.
+
+        Args:
+            tokens: ``[classes, n]`` token ids; ``n`` may be shorter than the context length
+                (see :func:`truncate_tokens`) as long as every row holds its EOT token.
+            chunk_size: encode at most this many rows at a time (0 = all at once).
+
+        Returns:
+            ``[classes, embed_dim]``.
+        """
+        if 0 < chunk_size < tokens.shape[0]:
+            return torch.cat([self.encode_text(chunk) for chunk in tokens.split(chunk_size)])
+        model = self.clip_model
+        length = tokens.shape[1]
+        x = model.token_embedding(tokens).to(self.dtype)  # [classes, n, width]
+        x = x + model.positional_embedding[:length].to(self.dtype)
+        x = self._run_tower("text", x, self.causal_mask[:length, :length])
+        x = model.ln_final(x)
+        pooled = x[torch.arange(x.shape[0], device=x.device), tokens.argmax(dim=-1)]  # [classes, width] at EOT
+        return pooled @ model.text_projection
+
+    def encode_image(self, images: Tensor) -> Tensor:
+        """Image features, unnormalised.
+
+        Args:
+            images: ``[batch, 3, resolution, resolution]`` normalised pixels.
+
+        Returns:
+            ``[batch, embed_dim]``.
+        """
+        visual = self.clip_model.visual
+        x = visual.conv1(images.to(self.dtype))  # [B, width, grid, grid]
+        x = x.flatten(2).transpose(1, 2)  # [B, grid**2, width]
+        cls_token = visual.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)
+        x = torch.cat([cls_token, x], dim=1) + visual.positional_embedding.to(x.dtype)  # [B, grid**2 + 1, width]
+        x = visual.ln_pre(x)
+        x = self._run_tower("image", x, None)
+        x = visual.ln_post(x[:, 0])
+        return x @ visual.proj
+
+    def logits(self, image_features: Tensor, text_features: Tensor) -> Tensor:
+        """``[batch, classes]`` scaled cosine similarities, as CLIP's zero-shot head."""
+        image_features = F.normalize(image_features.float(), dim=-1)
+        text_features = F.normalize(text_features.float(), dim=-1)
+        return self.clip_model.logit_scale.exp().float() * image_features @ text_features.t()
+
+    def forward(self, images: Tensor, tokens: Tensor, chunk_size: int = 0) -> Tensor:
+        """``[batch, classes]`` logits of ``images`` against the class prompts ``tokens``."""
+        return self.logits(self.encode_image(images), self.encode_text(tokens, chunk_size))
