@@ -1,0 +1,155 @@
+"""Train or evaluate DPL with the command line of CoOp/MaPLe.
+
+Example::
+
+    python train.py --root $DATA --seed 1 --trainer DPLSearch \\
+        --dataset-config-file configs/datasets/eurosat.yaml \\
+        --config-file configs/trainers/DPLSearch/vit_b16_ep60_batch4.yaml \\
+        --output-dir output/eurosat/DPLSearch/vit_b16_ep60_batch4_16shots/seed1 DATASET.NUM_SHOTS 16
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import os.path as osp
+import sys
+
+import torch
+from dassl.config import get_cfg_default
+from dassl.engine import build_trainer
+from dassl.utils import collect_env_info, set_random_seed, setup_logger
+
+import datasets  # noqa: F401  (registers the dataset readers)
+import trainers.dpl  # noqa: F401  (registers DPL)
+import trainers.dpl_search  # noqa: F401  (registers DPLSearch)
+from trainers.dpl_core.config import add_dpl_config
+
+FINISHED_MARK = "Finish training"
+
+
+def print_args(args: argparse.Namespace, cfg) -> None:
+    """Arguments and the resolved config, into the run's log as CoOp prints them."""
+    print("***************\n** Arguments **\n***************")
+    for key in sorted(vars(args)):
+        print(f"{key}: {getattr(args, key)}")
+    print("************\n** Config **\n************")
+    print(cfg)
+
+
+def reset_cfg(cfg, args: argparse.Namespace) -> None:
+    """Command-line flags override the yaml files (CoOp's order)."""
+    if args.root:
+        cfg.DATASET.ROOT = args.root
+    if args.output_dir:
+        cfg.OUTPUT_DIR = args.output_dir
+    if args.resume:
+        cfg.RESUME = args.resume
+    if args.seed >= 0:  # seed 0 is a valid seed
+        cfg.SEED = args.seed
+    if args.source_domains:
+        cfg.DATASET.SOURCE_DOMAINS = args.source_domains
+    if args.target_domains:
+        cfg.DATASET.TARGET_DOMAINS = args.target_domains
+    if args.transforms:
+        cfg.INPUT.TRANSFORMS = args.transforms
+    if args.trainer:
+        cfg.TRAINER.NAME = args.trainer
+    if args.backbone:
+        cfg.MODEL.BACKBONE.NAME = args.backbone
+    if args.head:
+        cfg.MODEL.HEAD.NAME = args.head
+
+
+def extend_cfg(cfg) -> None:
+    """Add every key of ``TRAINER.DPL``, ``TRAINER.DPLSEARCH`` and ``DATASET.SUBSAMPLE_CLASSES``."""
+    add_dpl_config(cfg)
+
+
+def setup_cfg(args: argparse.Namespace):
+    """Defaults, ``extend_cfg``, dataset yaml, trainer yaml, flags, ``KEY VALUE`` overrides."""
+    cfg = get_cfg_default()
+    extend_cfg(cfg)
+    for path, flag in ((args.dataset_config_file, "--dataset-config-file"), (args.config_file, "--config-file")):
+        if path:
+            if not osp.isfile(path):
+                raise SystemExit(f"{flag}: no such file: {path}")
+            cfg.merge_from_file(path)
+    reset_cfg(cfg, args)
+    cfg.merge_from_list(args.opts)
+    cfg.freeze()
+    return cfg
+
+
+def finished_log(output_dir: str) -> str | None:
+    """The log of a finished training run in ``output_dir``, if there is one."""
+    for path in sorted(glob.glob(osp.join(output_dir, "log.txt*"))):
+        with open(path, errors="replace") as f:
+            if FINISHED_MARK in f.read():
+                return path
+    return None
+
+
+def save_config(cfg) -> None:
+    """Keep the resolved config next to the results (a resumed run rewrites the same content)."""
+    os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
+    with open(osp.join(cfg.OUTPUT_DIR, "config.yaml"), "w") as f:
+        f.write(cfg.dump())
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    cfg = setup_cfg(args)
+    training = not args.eval_only and not args.no_train
+    done = finished_log(cfg.OUTPUT_DIR) if training else None
+    if done:
+        raise SystemExit(
+            f"{cfg.OUTPUT_DIR} already holds a finished run ({done} says '{FINISHED_MARK}'); "
+            "its results are kept. Choose another --output-dir to train again."
+        )
+    if cfg.SEED >= 0:
+        print(f"Setting fixed seed: {cfg.SEED}")
+        set_random_seed(cfg.SEED)
+    setup_logger(cfg.OUTPUT_DIR)
+    if torch.cuda.is_available() and cfg.USE_CUDA:
+        torch.backends.cudnn.benchmark = True
+    print_args(args, cfg)
+    print("Collecting env info ...")
+    print(f"** System info **\n{collect_env_info()}\n")
+    if not args.eval_only:
+        save_config(cfg)
+
+    trainer = build_trainer(cfg)
+    if args.eval_only:
+        trainer.load_model(args.model_dir, epoch=args.load_epoch)
+        trainer.test()
+        return
+    if training:
+        trainer.train()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--root", type=str, default="", help="path to dataset")
+    parser.add_argument("--output-dir", type=str, default="", help="output directory")
+    parser.add_argument("--resume", type=str, default="", help="checkpoint directory (from which the training resumes)")
+    parser.add_argument("--seed", type=int, default=-1, help="only non-negative value enables a fixed seed")
+    parser.add_argument("--source-domains", type=str, nargs="+", help="source domains for DA/DG")
+    parser.add_argument("--target-domains", type=str, nargs="+", help="target domains for DA/DG")
+    parser.add_argument("--transforms", type=str, nargs="+", help="data augmentation methods")
+    parser.add_argument("--config-file", type=str, default="", help="path to config file")
+    parser.add_argument("--dataset-config-file", type=str, default="", help="path to config file for dataset setup")
+    parser.add_argument("--trainer", type=str, default="", help="name of trainer (DPLSearch or DPL)")
+    parser.add_argument("--backbone", type=str, default="", help="name of CNN backbone")
+    parser.add_argument("--head", type=str, default="", help="name of head")
+    parser.add_argument("--eval-only", action="store_true", help="evaluation only")
+    parser.add_argument("--model-dir", type=str, default="", help="load model from this directory for eval-only mode")
+    parser.add_argument("--load-epoch", type=int, help="load model weights at this epoch for evaluation")
+    parser.add_argument("--no-train", action="store_true", help="do not call trainer.train()")
+    parser.add_argument("opts", default=None, nargs=argparse.REMAINDER, help="modify config options using the command-line")
+    return parser
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

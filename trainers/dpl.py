@@ -1,0 +1,96 @@
+"""``DPL``: trains CLIP's deep prompts with a fixed per-block architecture.
+
+The architecture comes from a search's ``arch.json`` (``TRAINER.DPL.ARCH_FILE``) or from
+explicit per-block lists (``TRAINER.DPL.TEXT_LENGTHS`` / ``IMAGE_LENGTHS``), which also
+express hand-designed deep prompts (VPT-deep, IVLP) for baselines on the same engine.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from dassl.engine import TRAINER_REGISTRY
+from dassl.metrics import compute_accuracy
+
+from trainers.dpl_common import DPLTrainerBase
+from trainers.dpl_core.architecture import PromptArchitecture
+from trainers.dpl_core.prompted_clip import PromptedCLIP, tower_depths
+
+
+def architecture_from_cfg(cfg) -> PromptArchitecture:
+    """The training-stage architecture: ``ARCH_FILE`` xor the two explicit length lists."""
+    node = cfg.TRAINER.DPL
+    has_lists = bool(node.TEXT_LENGTHS) or bool(node.IMAGE_LENGTHS)
+    if bool(node.ARCH_FILE) == has_lists:
+        raise ValueError(
+            "DPL needs exactly one architecture: TRAINER.DPL.ARCH_FILE (an arch.json from DPLSearch) "
+            "or both TRAINER.DPL.TEXT_LENGTHS and TRAINER.DPL.IMAGE_LENGTHS"
+            + (", not both" if has_lists else "")
+        )
+    if node.ARCH_FILE:
+        return PromptArchitecture.load(node.ARCH_FILE)
+    lengths = sorted(set(node.TEXT_LENGTHS) | set(node.IMAGE_LENGTHS) | {0})
+    return PromptArchitecture(tuple(node.TEXT_LENGTHS), tuple(node.IMAGE_LENGTHS), candidates=tuple(lengths))
+
+
+@TRAINER_REGISTRY.register()
+class DPL(DPLTrainerBase):
+    """Training stage of DPL: prompts of the given lengths in every block of both towers."""
+
+    def check_cfg(self, cfg) -> None:
+        super().check_cfg(cfg)
+        self.prompt_architecture = architecture_from_cfg(cfg)
+        if cfg.TRAINER.DPL.KD_WEIGHT < 0:
+            raise ValueError(f"TRAINER.DPL.KD_WEIGHT must be >= 0, got {cfg.TRAINER.DPL.KD_WEIGHT}")
+
+    def build_model(self) -> None:
+        cfg = self.cfg
+        clip_model = self.build_clip()
+        architecture = self.prompt_architecture
+        source = cfg.TRAINER.DPL.ARCH_FILE or "TRAINER.DPL.TEXT_LENGTHS/IMAGE_LENGTHS"
+        try:
+            architecture.check_fits(*tower_depths(clip_model), backbone=cfg.MODEL.BACKBONE.NAME)
+        except ValueError as error:
+            raise ValueError(f"{source}: {error}") from None
+        print(f"Architecture ({source}): {architecture.summary()}")
+        model = PromptedCLIP.fixed(
+            clip_model,
+            architecture,
+            init_std=cfg.TRAINER.DPL.PROMPT_INIT_STD,
+            activation_checkpointing=cfg.TRAINER.DPL.ACTIVATION_CHECKPOINTING,
+        )
+        self.setup_model(model)
+        prompts = torch.nn.ModuleDict({"text": model.text_prompts, "image": model.image_prompts})
+        optim, sched = self.build_optim_sched(prompts)
+        self.register_model("prompt_learner", prompts, optim, sched)
+        self.teacher_text_features = None
+        if cfg.TRAINER.DPL.KD_WEIGHT > 0:
+            self.build_teacher(clip_model)
+
+    def build_teacher(self, clip_model: torch.nn.Module) -> None:
+        """Zero-shot CLIP (the same frozen weights without prompts) and its class features."""
+        text_depth, image_depth = tower_depths(clip_model)
+        zero = PromptArchitecture((0,) * text_depth, (0,) * image_depth, candidates=(0,))
+        self.teacher = PromptedCLIP.fixed(clip_model, zero).to(self.device)
+        with torch.no_grad(), self.autocast():
+            self.teacher_text_features = self.encode_classes(self.teacher)
+
+    def forward_backward(self, batch: dict) -> dict:
+        images, labels = self.parse_batch_train(batch)
+        logits = self.class_logits(images)
+        loss = F.cross_entropy(logits, labels)
+        summary = {"acc": compute_accuracy(logits, labels)[0].item()}
+        if self.teacher_text_features is not None:
+            temperature = self.cfg.TRAINER.DPL.KD_TEMPERATURE
+            with torch.no_grad(), self.autocast():
+                teacher = self.teacher.logits(self.teacher.encode_image(images), self.teacher_text_features)
+            kd = F.kl_div(
+                F.log_softmax(logits / temperature, dim=-1), F.softmax(teacher / temperature, dim=-1), reduction="batchmean"
+            ) * temperature**2
+            summary["kd_loss"] = kd.item()
+            loss = loss + self.cfg.TRAINER.DPL.KD_WEIGHT * kd
+        self.backward_and_update(loss, "prompt_learner")
+        if (self.batch_idx + 1) == self.num_batches:
+            self.update_lr()
+        summary["loss"] = loss.item()
+        return summary

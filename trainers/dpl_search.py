@@ -1,0 +1,211 @@
+"""``DPLSearch``: differentiable search over per-block prompt lengths (first-order DARTS).
+
+Every iteration takes an alpha step on a validation batch (Adam on the architecture weights
+only), then a prompt step on the training batch (Dassl's optimizer and schedule on the
+candidate prompts only). After each epoch the decoded architecture and per-block mixture
+entropies are logged and the raw alphas appended to ``alpha_history.jsonl``; at the end the
+architecture is written to ``arch.json`` in the output folder.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import math
+import os
+import os.path as osp
+import random
+import time
+from collections import defaultdict
+
+import torch
+import torch.nn.functional as F
+from dassl.data.data_manager import build_data_loader
+from dassl.data.transforms import build_transform
+from dassl.engine import TRAINER_REGISTRY
+from dassl.metrics import compute_accuracy
+
+from trainers.dpl_common import DPLTrainerBase, cycle
+from trainers.dpl_core.architecture import PromptArchitecture, decode, default_candidates
+from trainers.dpl_core.config import VAL_SOURCES
+from trainers.dpl_core.prompted_clip import TOWERS, PromptedCLIP
+
+ARCH_FILE = "arch.json"
+HISTORY_FILE = "alpha_history.jsonl"
+
+
+def split_holdout(items: list, fraction: float, seed: int) -> tuple[list, list]:
+    """Hold out ``ceil(fraction * n)`` items of every class (at least one stays for training).
+
+    Returns:
+        ``(train_items, held_out_items)``, chosen reproducibly from ``seed``.
+    """
+    by_label = defaultdict(list)
+    for item in items:
+        by_label[item.label].append(item)
+    rng = random.Random(seed)
+    train, held_out = [], []
+    for label in sorted(by_label):
+        group = sorted(by_label[label], key=lambda item: item.impath)
+        if len(group) < 2:
+            raise ValueError(
+                f"class {label} has {len(group)} training image(s); holding out validation images for the "
+                "alpha step needs at least 2 per class (use more shots or a dataset with a val split)"
+            )
+        count = min(len(group) - 1, max(1, math.ceil(fraction * len(group))))
+        chosen = set(rng.sample(range(len(group)), count))
+        for index, item in enumerate(group):
+            (held_out if index in chosen else train).append(item)
+    return train, held_out
+
+
+@TRAINER_REGISTRY.register()
+class DPLSearch(DPLTrainerBase):
+    """Search stage of DPL: learns candidate prompts and architecture weights of both towers."""
+
+    def check_cfg(self, cfg) -> None:
+        super().check_cfg(cfg)
+        search = cfg.TRAINER.DPLSEARCH
+        if search.VAL_SOURCE not in VAL_SOURCES:
+            raise ValueError(f"TRAINER.DPLSEARCH.VAL_SOURCE must be one of {VAL_SOURCES}, got {search.VAL_SOURCE!r}")
+        if search.MAX_LENGTH < 1:
+            raise ValueError(f"TRAINER.DPLSEARCH.MAX_LENGTH must be >= 1, got {search.MAX_LENGTH}")
+        if not 0 < search.HOLDOUT_FRACTION < 1:
+            raise ValueError(f"TRAINER.DPLSEARCH.HOLDOUT_FRACTION must be in (0, 1), got {search.HOLDOUT_FRACTION}")
+
+    def build_data_loader(self) -> None:
+        """Dassl's loaders plus an endless, shuffled loader of validation batches for the alpha step."""
+        super().build_data_loader()
+        cfg = self.cfg
+        dataset = self.dm.dataset
+        val = list(dataset.val or [])
+        test_paths = {item.impath for item in dataset.test or []}
+        separate_val = bool(val) and not any(item.impath in test_paths for item in val)
+        source = cfg.TRAINER.DPLSEARCH.VAL_SOURCE
+        if source == "val" and not separate_val:
+            raise ValueError(
+                f"{cfg.DATASET.NAME} has no validation split separate from its test split, so alphas would be "
+                "tuned on test images; set TRAINER.DPLSEARCH.VAL_SOURCE holdout (or auto)"
+            )
+        batch_size = cfg.DATALOADER.TRAIN_X.BATCH_SIZE
+        if source == "holdout" or not separate_val:
+            train, val = split_holdout(list(dataset.train_x), cfg.TRAINER.DPLSEARCH.HOLDOUT_FRACTION, cfg.SEED)
+            print(
+                f"Alpha step data: {len(val)} images held out of the few-shot training set "
+                f"({cfg.DATASET.NAME} has {'no separate' if not separate_val else 'a'} validation split); "
+                f"prompts train on the other {len(train)}"
+            )
+            self.train_loader_x = build_data_loader(
+                cfg,
+                sampler_type=cfg.DATALOADER.TRAIN_X.SAMPLER,
+                data_source=train,
+                batch_size=batch_size,
+                tfm=build_transform(cfg, is_train=True),
+                is_train=True,
+            )
+        else:
+            print(f"Alpha step data: the validation split ({len(val)} images)")
+        self.arch_data = val
+        self.arch_loader = build_data_loader(
+            cfg,
+            sampler_type="RandomSampler",
+            data_source=val,
+            batch_size=batch_size,
+            tfm=build_transform(cfg, is_train=False),
+            is_train=False,
+        )
+        self.arch_batches = cycle(self.arch_loader)
+
+    def build_model(self) -> None:
+        cfg = self.cfg
+        search = cfg.TRAINER.DPLSEARCH
+        self.candidates = default_candidates(search.MAX_LENGTH)
+        model = PromptedCLIP.supernet(
+            self.build_clip(),
+            self.candidates,
+            init_std=cfg.TRAINER.DPL.PROMPT_INIT_STD,
+            alpha_init_std=search.ALPHA_INIT_STD,
+            temperature=search.TEMPERATURE,
+            activation_checkpointing=cfg.TRAINER.DPL.ACTIVATION_CHECKPOINTING,
+        )
+        self.setup_model(model)
+        prompts = torch.nn.ModuleDict({"text": model.text_prompts, "image": model.image_prompts})
+        optim, sched = self.build_optim_sched(prompts)
+        self.register_model("prompt_learner", prompts, optim, sched)
+        alpha_optim = torch.optim.Adam(
+            model.arch_weights.parameters(),
+            lr=search.ALPHA_LR,
+            betas=tuple(search.ALPHA_BETAS),
+            weight_decay=search.ALPHA_WEIGHT_DECAY,
+        )
+        self.register_model("arch_weights", model.arch_weights, alpha_optim, None)
+
+    def forward_backward(self, batch: dict) -> dict:
+        arch_batch = next(self.arch_batches)
+        arch_images, arch_labels = self.parse_batch_train(arch_batch)
+        arch_loss = F.cross_entropy(self.class_logits(arch_images), arch_labels)
+        self.backward_and_update(arch_loss, "arch_weights")
+
+        images, labels = self.parse_batch_train(batch)
+        logits = self.class_logits(images)
+        loss = F.cross_entropy(logits, labels)
+        self.backward_and_update(loss, "prompt_learner")
+
+        if (self.batch_idx + 1) == self.num_batches:
+            self.update_lr()
+        return {"loss": loss.item(), "acc": compute_accuracy(logits, labels)[0].item(), "val_loss": arch_loss.item()}
+
+    def architecture(self) -> PromptArchitecture:
+        """The architecture the current alphas select (ties to the shorter length)."""
+        weights = self.model.arch_weights
+        return decode(
+            weights.alpha("text").tolist(), weights.alpha("image").tolist(), self.candidates, self.cfg.MODEL.BACKBONE.NAME
+        )
+
+    def after_epoch(self) -> None:
+        super().after_epoch()
+        weights = self.model.arch_weights
+        architecture = self.architecture()
+        print(f"epoch [{self.epoch + 1}/{self.max_epoch}] architecture {architecture.summary()}")
+        for tower in TOWERS:
+            entropy = weights.entropy(tower).tolist()
+            print(f"  {tower} mixture entropy per block: " + " ".join(f"{e:.3f}" for e in entropy))
+            self.write_scalar(f"search/{tower}_mean_entropy", sum(entropy) / len(entropy), self.epoch + 1)
+            for block, length in enumerate(architecture.lengths(tower)):
+                self.write_scalar(f"search/{tower}_length/block{block}", length, self.epoch + 1)
+        self.append_history()
+
+    def append_history(self) -> None:
+        """Add this epoch's raw alphas; lines of later epochs (from a cut-off run) are dropped."""
+        path = osp.join(self.output_dir, HISTORY_FILE)
+        epoch = self.epoch + 1
+        lines = []
+        if osp.exists(path):
+            with open(path) as f:
+                lines = [line for line in f if line.strip() and json.loads(line)["epoch"] < epoch]
+        weights = self.model.arch_weights
+        record = {
+            "epoch": epoch,
+            "candidates": list(self.candidates),
+            "temperature": weights.temperature,
+            "text": weights.alpha("text").tolist(),
+            "image": weights.alpha("image").tolist(),
+        }
+        lines.append(json.dumps(record) + "\n")
+        with open(path + ".tmp", "w") as f:
+            f.writelines(lines)
+        os.replace(path + ".tmp", path)
+
+    def after_train(self) -> None:
+        path = osp.join(self.output_dir, ARCH_FILE)
+        architecture = self.architecture()
+        architecture.save(path)
+        print(f"Searched architecture: {architecture.summary()}")
+        print(f"Saved to {path}")
+        if self.cfg.TRAINER.DPLSEARCH.TEST_SUPERNET:
+            super().after_train()
+            return
+        print("Finish training")
+        print("Supernet not tested (set TRAINER.DPLSEARCH.TEST_SUPERNET True to test it)")
+        print(f"Elapsed: {datetime.timedelta(seconds=round(time.time() - self.time_start))}")
+        self.close_writer()
