@@ -75,11 +75,24 @@ def setup_cfg(args: argparse.Namespace):
         if path:
             if not osp.isfile(path):
                 raise SystemExit(f"{flag}: no such file: {path}")
-            cfg.merge_from_file(path)
+            merge_or_explain(cfg.merge_from_file, path, path)
     reset_cfg(cfg, args)
-    cfg.merge_from_list(args.opts)
+    merge_or_explain(cfg.merge_from_list, args.opts, "the command-line KEY VALUE overrides")
     cfg.freeze()
     return cfg
+
+
+def merge_or_explain(merge, source, where: str) -> None:
+    """Run a yacs merge; turn its bare errors into messages that say where the bad key came from."""
+    try:
+        merge(source)
+    except KeyError as error:
+        raise SystemExit(
+            f"{where}: {error.args[0]}. Check its spelling; DPL's keys are defined in "
+            "trainers/dpl_core/config.py, Dassl's in dassl/config/defaults.py"
+        ) from None
+    except (ValueError, AssertionError) as error:
+        raise SystemExit(f"{where}: {error}") from None
 
 
 def finished_log(output_dir: str) -> str | None:
@@ -131,23 +144,23 @@ def main(argv: list[str] | None = None) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--root", type=str, default="", help="path to dataset")
-    parser.add_argument("--output-dir", type=str, default="", help="output directory")
-    parser.add_argument("--resume", type=str, default="", help="checkpoint directory (from which the training resumes)")
-    parser.add_argument("--seed", type=int, default=-1, help="only non-negative value enables a fixed seed")
-    parser.add_argument("--source-domains", type=str, nargs="+", help="source domains for DA/DG")
-    parser.add_argument("--target-domains", type=str, nargs="+", help="target domains for DA/DG")
-    parser.add_argument("--transforms", type=str, nargs="+", help="data augmentation methods")
-    parser.add_argument("--config-file", type=str, default="", help="path to config file")
-    parser.add_argument("--dataset-config-file", type=str, default="", help="path to config file for dataset setup")
-    parser.add_argument("--trainer", type=str, default="", help="name of trainer (DPLSearch or DPL)")
-    parser.add_argument("--backbone", type=str, default="", help="name of CNN backbone")
-    parser.add_argument("--head", type=str, default="", help="name of head")
-    parser.add_argument("--eval-only", action="store_true", help="evaluation only")
-    parser.add_argument("--model-dir", type=str, default="", help="load model from this directory for eval-only mode")
-    parser.add_argument("--load-epoch", type=int, help="load model weights at this epoch for evaluation")
-    parser.add_argument("--no-train", action="store_true", help="do not call trainer.train()")
-    parser.add_argument("opts", default=None, nargs=argparse.REMAINDER, help="modify config options using the command-line")
+    parser.add_argument("--root", type=str, default="", help="dataset root ($DATA)")
+    parser.add_argument("--output-dir", type=str, default="", help="run folder: log, checkpoints, results")
+    parser.add_argument("--resume", type=str, default="", help="directory of checkpoints to resume from (default: the output directory)")
+    parser.add_argument("--seed", type=int, default=-1, help="random seed; any value >= 0 (0 included) fixes it")
+    parser.add_argument("--source-domains", type=str, nargs="+", help="source domains (Dassl DA/DG runs)")
+    parser.add_argument("--target-domains", type=str, nargs="+", help="target domains (Dassl DA/DG runs)")
+    parser.add_argument("--transforms", type=str, nargs="+", help="training transforms (overrides INPUT.TRANSFORMS)")
+    parser.add_argument("--config-file", type=str, default="", help="trainer yaml (configs/trainers/...)")
+    parser.add_argument("--dataset-config-file", type=str, default="", help="dataset yaml (configs/datasets/...)")
+    parser.add_argument("--trainer", type=str, default="", help="DPLSearch or DPL")
+    parser.add_argument("--backbone", type=str, default="", help="CLIP backbone, e.g. ViT-B/16")
+    parser.add_argument("--head", type=str, default="", help="Dassl head name (unused by DPL)")
+    parser.add_argument("--eval-only", action="store_true", help="only evaluate a saved model")
+    parser.add_argument("--model-dir", type=str, default="", help="output directory of the run to evaluate (--eval-only)")
+    parser.add_argument("--load-epoch", type=int, help="epoch of the checkpoint to evaluate (default: model-best)")
+    parser.add_argument("--no-train", action="store_true", help="build the trainer but do not train")
+    parser.add_argument("opts", default=None, nargs=argparse.REMAINDER, help="trailing KEY VALUE config overrides")
     return parser
 
 

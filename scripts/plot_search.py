@@ -1,0 +1,455 @@
+#!/usr/bin/env python
+"""Pictures of what a DPL search found.
+
+From a search output folder (``arch.json`` and ``alpha_history.jsonl``, written by the
+``DPLSearch`` trainer) this writes:
+
+- ``mixture_weights.png``: per tower, the final mixture weights ``softmax(alpha / T)`` as a
+  blocks x candidate-lengths heat map, the chosen length of every block boxed;
+- ``search_evolution.png``: per tower, the chosen length of every block after each epoch, and
+  the mean per-block entropy of the mixture weights over epochs (``log K`` = still uniform).
+
+With ``--compare`` it draws the architectures of several searches side by side
+(``architectures.png``): one row per search, one column per block, both towers.
+
+The chosen length is the argmax of a block's weights, ties going to the shorter length (the
+rule the search decodes with); it is recomputed from the last epoch's alphas and checked
+against ``arch.json``.
+
+Examples::
+
+    python scripts/plot_search.py output/eurosat/DPLSearch/vit_b16_c2_ep60_batch4_16shots/seed1
+    python scripts/plot_search.py --compare output/*/DPLSearch/vit_b16_c2_ep60_batch4_16shots/seed1 \\
+        --out figures
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import BoundaryNorm
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+from matplotlib.ticker import MaxNLocator
+
+logger = logging.getLogger("plot_search")
+
+TOWERS = ("text", "image")
+ARCH_FILE = "arch.json"
+HISTORY_FILE = "alpha_history.jsonl"
+ARCH_FORMAT, ARCH_VERSION = "dpl-architecture", 1
+MAX_ANNOTATED_CELLS = 400  # beyond this, numbers in cells are unreadable
+
+
+class SearchOutputError(ValueError):
+    """A search folder or one of its files is missing or malformed."""
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """The content of ``arch.json``: per tower, the prompt length of every block."""
+
+    candidates: tuple[int, ...]
+    lengths: dict[str, tuple[int, ...]]
+    backbone: str
+    source: Path
+
+
+@dataclass(frozen=True)
+class EpochAlphas:
+    """One line of ``alpha_history.jsonl``; ``alphas[tower]`` is ``[blocks, candidates]``."""
+
+    epoch: int
+    candidates: tuple[int, ...]
+    temperature: float
+    alphas: dict[str, np.ndarray]
+
+
+def _int_list(value: Any, what: str, where: str) -> tuple[int, ...]:
+    if not isinstance(value, list) or any(isinstance(v, bool) or not isinstance(v, int) for v in value):
+        raise SearchOutputError(f"{where}: {what} must be a list of integers, got {value!r}")
+    return tuple(value)
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise SearchOutputError(f"{path}: not valid JSON ({error})") from None
+
+
+def load_architecture(path: Path) -> Architecture:
+    """Read and check ``arch.json`` (format ``dpl-architecture``, version 1)."""
+    if not path.is_file():
+        raise SearchOutputError(f"{path} not found (expected the {ARCH_FILE} a DPLSearch run writes)")
+    data = _read_json(path)
+    if not isinstance(data, dict) or data.get("format") != ARCH_FORMAT:
+        raise SearchOutputError(f"{path}: not a DPL architecture (expected \"format\": \"{ARCH_FORMAT}\")")
+    if data.get("version") != ARCH_VERSION:
+        raise SearchOutputError(f"{path}: unsupported version {data.get('version')!r}, expected {ARCH_VERSION}")
+    for key in ("candidates", "text_lengths", "image_lengths"):
+        if key not in data:
+            raise SearchOutputError(f"{path}: missing key {key!r}")
+    candidates = _int_list(data["candidates"], "candidates", str(path))
+    if not candidates or list(candidates) != sorted(set(candidates)) or candidates[0] < 0:
+        raise SearchOutputError(f"{path}: candidates must be sorted, distinct, >= 0 and not empty, got {candidates}")
+    lengths = {t: _int_list(data[f"{t}_lengths"], f"{t}_lengths", str(path)) for t in TOWERS}
+    for tower, values in lengths.items():
+        bad = [v for v in values if v not in candidates]
+        if bad:
+            raise SearchOutputError(f"{path}: {tower}_lengths {bad} are not among the candidates {list(candidates)}")
+    if not any(lengths.values()):
+        raise SearchOutputError(f"{path}: both towers have no blocks")
+    backbone = data.get("backbone", "")
+    return Architecture(candidates, lengths, backbone if isinstance(backbone, str) else "", path)
+
+
+def _alpha_matrix(value: Any, tower: str, n_candidates: int, where: str) -> np.ndarray:
+    if not isinstance(value, list):
+        raise SearchOutputError(
+            f"{where}: {tower!r} must be a list of rows (one per block), got {type(value).__name__}")
+    rows = []
+    for block, row in enumerate(value):
+        if (not isinstance(row, list) or len(row) != n_candidates
+                or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in row)):
+            raise SearchOutputError(f"{where}: {tower} block {block} must be a list of {n_candidates} numbers "
+                                    f"(one per candidate), got {row!r}")
+        rows.append(row)
+    matrix = np.asarray(rows, dtype=np.float64).reshape(len(rows), n_candidates)
+    if not np.isfinite(matrix).all():
+        raise SearchOutputError(f"{where}: {tower} alphas are not all finite")
+    return matrix
+
+
+def load_alpha_history(path: Path) -> list[EpochAlphas]:
+    """Read ``alpha_history.jsonl``: one JSON object per finished epoch, sorted by epoch.
+
+    A resumed search can log an epoch twice (the run restarted from an earlier checkpoint);
+    the later line wins.
+    """
+    if not path.is_file():
+        raise SearchOutputError(f"{path} not found (expected the {HISTORY_FILE} a DPLSearch run writes)")
+    by_epoch: dict[int, EpochAlphas] = {}
+    shape: tuple[tuple[int, ...], int, int] | None = None
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{path}:{number}"
+        try:
+            data = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise SearchOutputError(f"{where}: not valid JSON ({error})") from None
+        if not isinstance(data, dict):
+            raise SearchOutputError(f"{where}: expected a JSON object, got {type(data).__name__}")
+        missing = [k for k in ("epoch", "candidates", "temperature", *TOWERS) if k not in data]
+        if missing:
+            raise SearchOutputError(f"{where}: missing keys {missing}")
+        epoch = data["epoch"]
+        if isinstance(epoch, bool) or not isinstance(epoch, int):
+            raise SearchOutputError(f"{where}: epoch must be an integer, got {epoch!r}")
+        candidates = _int_list(data["candidates"], "candidates", where)
+        temperature = data["temperature"]
+        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature > 0:
+            raise SearchOutputError(f"{where}: temperature must be a positive number, got {temperature!r}")
+        alphas = {t: _alpha_matrix(data[t], t, len(candidates), where) for t in TOWERS}
+        this_shape = (candidates, len(alphas["text"]), len(alphas["image"]))
+        if shape is not None and this_shape != shape:
+            raise SearchOutputError(
+                f"{where}: candidates/blocks {this_shape} differ from the earlier lines' {shape}")
+        shape = this_shape
+        if epoch in by_epoch:
+            logger.warning("%s: epoch %d logged again (resumed search?); using the later line", where, epoch)
+        by_epoch[epoch] = EpochAlphas(epoch, candidates, float(temperature), alphas)
+    if not by_epoch:
+        raise SearchOutputError(f"{path} is empty (the search has not finished an epoch yet)")
+    return [by_epoch[e] for e in sorted(by_epoch)]
+
+
+def load_search(folder: Path) -> tuple[Architecture, list[EpochAlphas]]:
+    """Read a search output folder and check that its two files describe the same search."""
+    if not folder.is_dir():
+        raise SearchOutputError(f"search folder {folder} does not exist (expected a DPLSearch output directory)")
+    arch = load_architecture(folder / ARCH_FILE)
+    history = load_alpha_history(folder / HISTORY_FILE)
+    last = history[-1]
+    if last.candidates != arch.candidates:
+        raise SearchOutputError(
+            f"{folder}: {HISTORY_FILE} has candidates {list(last.candidates)} but {ARCH_FILE} {list(arch.candidates)}")
+    for tower in TOWERS:
+        if len(last.alphas[tower]) != len(arch.lengths[tower]):
+            raise SearchOutputError(
+                f"{folder}: {HISTORY_FILE} has {len(last.alphas[tower])} {tower} blocks but {ARCH_FILE} "
+                f"{len(arch.lengths[tower])}")
+    return arch, history
+
+
+def load_architecture_arg(path: Path) -> Architecture:
+    """An ``arch.json`` given directly or as the search folder that holds it."""
+    if path.is_dir():
+        return load_architecture(path / ARCH_FILE)
+    if path.suffix == ".json":
+        return load_architecture(path)
+    raise SearchOutputError(f"{path} is neither a search folder nor an {ARCH_FILE} file")
+
+
+# ----------------------------------------------------------------------------- maths
+
+
+def mixture_weights(alpha: np.ndarray, temperature: float) -> np.ndarray:
+    """``softmax(alpha / temperature)`` per block row. ``alpha``: [blocks, candidates]."""
+    z = alpha / temperature
+    z = z - z.max(axis=1, keepdims=True)  # stable for large alphas
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def chosen_indices(alpha: np.ndarray) -> np.ndarray:
+    """Per block the index of the largest alpha; ties go to the first (= shortest) candidate.
+
+    ``np.argmax`` returns the first maximum, and candidates are sorted ascending.
+    """
+    return np.argmax(alpha, axis=1) if alpha.size else np.zeros(0, dtype=int)
+
+
+def chosen_lengths(alpha: np.ndarray, candidates: Sequence[int]) -> tuple[int, ...]:
+    return tuple(candidates[i] for i in chosen_indices(alpha))
+
+
+def mean_entropy(weights: np.ndarray) -> float:
+    """Mean over blocks of the entropy (nats) of each block's mixture weights."""
+    p = np.clip(weights, 1e-300, 1.0)
+    return float(np.mean(-(weights * np.log(p)).sum(axis=1)))
+
+
+def check_agreement(arch: Architecture, last: EpochAlphas) -> list[str]:
+    """Blocks where ``arch.json`` differs from the decode of the last epoch's alphas (and warn)."""
+    differences = []
+    for tower in TOWERS:
+        decoded = chosen_lengths(last.alphas[tower], last.candidates)
+        for block, (saved, found) in enumerate(zip(arch.lengths[tower], decoded)):
+            if saved != found:
+                differences.append(f"{tower} block {block}: {ARCH_FILE} {saved}, alphas {found}")
+    if differences:
+        logger.warning("%s disagrees with the alphas of epoch %d in %s: %s", arch.source, last.epoch,
+                       HISTORY_FILE, "; ".join(differences))
+    return differences
+
+
+# ----------------------------------------------------------------------------- drawing
+
+
+def _new_figure(width: float, height: float) -> Figure:
+    fig = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(fig)  # draw with Agg, without pyplot's global state
+    return fig
+
+
+def _length_norm(candidates: Sequence[int]) -> tuple[Any, BoundaryNorm]:
+    """A discrete colour map with one colour per candidate length."""
+    values = list(candidates)
+    if len(values) == 1:
+        edges = [values[0] - 0.5, values[0] + 0.5]
+    else:
+        mids = [(a + b) / 2 for a, b in zip(values, values[1:])]
+        edges = [values[0] - (mids[0] - values[0])] + mids + [values[-1] + (values[-1] - mids[-1])]
+    cmap = colormaps["viridis"].resampled(len(values))
+    return cmap, BoundaryNorm(edges, cmap.N)
+
+
+def _annotate(ax: Axes, matrix: np.ndarray, fmt: str, light_below: float, xs: Sequence[float] | None = None) -> None:
+    """Write each cell's value; white text on the dark (low) end of viridis."""
+    if matrix.size > MAX_ANNOTATED_CELLS:
+        return
+    for (i, j), value in np.ndenumerate(matrix):
+        if np.isnan(value):
+            continue
+        x = xs[j] if xs is not None else j
+        ax.text(x, i, format(value, fmt), ha="center", va="center", fontsize=7,
+                color="white" if value < light_below else "black")
+
+
+def _towers(arch: Architecture) -> list[str]:
+    return [t for t in TOWERS if arch.lengths[t]]
+
+
+def plot_mixture(arch: Architecture, history: Sequence[EpochAlphas], out: Path) -> Path:
+    """Heat maps of the last epoch's mixture weights per tower, chosen lengths boxed."""
+    last = history[-1]
+    towers = _towers(arch)
+    max_blocks = max(len(arch.lengths[t]) for t in towers)
+    fig = _new_figure(2.0 + 3.2 * len(towers) + 0.35 * len(last.candidates), 1.5 + 0.35 * max_blocks)
+    axes = fig.subplots(1, len(towers), squeeze=False)[0]
+    image = None
+    for ax, tower in zip(axes, towers):
+        weights = mixture_weights(last.alphas[tower], last.temperature)
+        image = ax.imshow(weights, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
+        _annotate(ax, weights, ".2f", light_below=0.5)
+        for block, index in enumerate(chosen_indices(last.alphas[tower])):
+            ax.add_patch(Rectangle((index - 0.5, block - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=2))
+        ax.set_xticks(range(len(last.candidates)), [str(c) for c in last.candidates])
+        ax.set_yticks(range(len(weights)))
+        ax.set_xlabel("prompt length (candidate)")
+        ax.set_ylabel("block")
+        ax.set_title(f"{tower} tower: chosen {' '.join(map(str, chosen_lengths(last.alphas[tower], last.candidates)))}")
+    fig.colorbar(image, ax=list(axes), label="mixture weight")
+    fig.suptitle(f"Mixture weights softmax(α/T) after epoch {last.epoch} (T = {last.temperature:g}); "
+                 "red box: chosen length")
+    path = out / "mixture_weights.png"
+    fig.savefig(path, dpi=120)
+    return path
+
+
+def _epoch_edges(epochs: Sequence[int]) -> np.ndarray:
+    """Cell edges around each epoch for pcolormesh (epochs need not be contiguous)."""
+    e = np.asarray(epochs, dtype=float)
+    if len(e) == 1:
+        return np.array([e[0] - 0.5, e[0] + 0.5])
+    mids = (e[1:] + e[:-1]) / 2
+    return np.concatenate([[e[0] - (mids[0] - e[0])], mids, [e[-1] + (e[-1] - mids[-1])]])
+
+
+def plot_evolution(arch: Architecture, history: Sequence[EpochAlphas], out: Path) -> Path:
+    """Chosen length per block after each epoch (one map per tower) and mean mixture entropy."""
+    towers = _towers(arch)
+    epochs = [h.epoch for h in history]
+    candidates = history[-1].candidates
+    cmap, norm = _length_norm(candidates)
+    max_blocks = max(len(arch.lengths[t]) for t in towers)
+    fig = _new_figure(2.0 + 4.0 * len(towers), 3.0 + 0.3 * max_blocks)
+    grid = fig.add_gridspec(2, len(towers), height_ratios=[max(max_blocks, 3), 3])
+    mesh = None
+    for column, tower in enumerate(towers):
+        ax = fig.add_subplot(grid[0, column])
+        chosen = np.array([chosen_lengths(h.alphas[tower], h.candidates) for h in history], dtype=float).T
+        blocks = np.arange(len(chosen) + 1) - 0.5
+        mesh = ax.pcolormesh(_epoch_edges(epochs), blocks, chosen, cmap=cmap, norm=norm)
+        _annotate(ax, chosen, ".0f", light_below=(candidates[0] + candidates[-1]) / 2, xs=epochs)
+        ax.set_ylim(blocks[-1], blocks[0])  # block 0 on top, as in the heat maps
+        ax.set_yticks(range(len(chosen)))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("block")
+        ax.set_title(f"{tower} tower: chosen length per block")
+    fig.colorbar(mesh, ax=fig.axes, ticks=list(candidates), label="prompt length")
+    ax = fig.add_subplot(grid[1, :])
+    for tower in towers:
+        entropy = [mean_entropy(mixture_weights(h.alphas[tower], h.temperature)) for h in history]
+        ax.plot(epochs, entropy, marker="o", markersize=3, label=tower)
+    ax.axhline(math.log(len(candidates)), color="grey", linestyle="--", label=f"uniform (log {len(candidates)})")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("mean entropy (nats)")
+    ax.set_ylim(bottom=0)
+    ax.legend(loc="best", fontsize=8)
+    ax.set_title("Mean per-block entropy of the mixture weights")
+    path = out / "search_evolution.png"
+    fig.savefig(path, dpi=120)
+    return path
+
+
+def default_labels(paths: Sequence[Path]) -> list[str]:
+    """Short distinct labels: the path components that differ between the searches.
+
+    ``output/eurosat/DPLSearch/c_16shots/seed1`` and ``output/dtd/...`` become ``eurosat``, ``dtd``.
+    """
+    parts = [Path(os.path.abspath(p)).parts for p in paths]
+    if len({len(p) for p in parts}) == 1 and len(set(parts)) == len(parts):
+        varying = [i for i in range(len(parts[0])) if len({p[i] for p in parts}) > 1]
+        return ["/".join(p[i] for i in varying) for p in parts]
+    common = os.path.commonpath([os.path.abspath(p) for p in paths])
+    return [os.path.relpath(os.path.abspath(p), common) if os.path.abspath(p) != common else str(p) for p in paths]
+
+
+def plot_compare(archs: Sequence[Architecture], labels: Sequence[str], out: Path) -> Path:
+    """Chosen lengths of several searches: rows = searches, columns = blocks, one panel per tower."""
+    candidates = sorted({c for a in archs for c in a.candidates})
+    cmap, norm = _length_norm(candidates)
+    towers = [t for t in TOWERS if any(a.lengths[t] for a in archs)]
+    widths = [max(len(a.lengths[t]) for a in archs) for t in towers]
+    longest = max(len(label) for label in labels)
+    fig = _new_figure(max(6.0, 1.5 + 0.07 * longest + 0.45 * sum(widths)), 2.0 + 0.45 * len(archs))
+    axes = fig.subplots(1, len(towers), squeeze=False, width_ratios=widths)[0]
+    image = None
+    for ax, tower, width in zip(axes, towers, widths):
+        # Searches on backbones of different depth: pad the shorter rows (drawn blank).
+        matrix = np.full((len(archs), width), np.nan)
+        for row, arch in enumerate(archs):
+            matrix[row, : len(arch.lengths[tower])] = arch.lengths[tower]
+        image = ax.imshow(np.ma.masked_invalid(matrix), cmap=cmap, norm=norm, aspect="auto")
+        _annotate(ax, matrix, ".0f", light_below=(candidates[0] + candidates[-1]) / 2)
+        ax.set_xticks(range(width))
+        ax.set_yticks(range(len(archs)),
+                      [f"{label} ({sum(a.lengths[tower])})" for label, a in zip(labels, archs)])
+        ax.set_xlabel("block")
+        ax.set_title(f"{tower} tower")
+    fig.colorbar(image, ax=list(axes), ticks=candidates, label="prompt length")
+    fig.suptitle("Prompt lengths per block (total per tower in brackets)", fontsize=10)
+    path = out / "architectures.png"
+    fig.savefig(path, dpi=120)
+    return path
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description="Plot the mixture weights and architectures of DPL searches.")
+    parser.add_argument("folder", nargs="?", type=Path,
+                        help=f"search output folder with {ARCH_FILE} and {HISTORY_FILE}")
+    parser.add_argument("--compare", nargs="+", type=Path, metavar="DIR",
+                        help=f"search folders (or {ARCH_FILE} files) to draw side by side")
+    parser.add_argument("--labels", nargs="+", metavar="LABEL",
+                        help="one label per --compare entry (default: the path parts that differ)")
+    parser.add_argument("--out", type=Path,
+                        help="where to write the PNGs (default: the search folder; the current directory "
+                             "with --compare)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
+    if (args.folder is None) == (args.compare is None):
+        parser.error("give either a search folder or --compare DIR [DIR ...]")
+    if args.labels and not args.compare:
+        parser.error("--labels goes with --compare")
+    if args.compare and args.labels and len(args.labels) != len(args.compare):
+        parser.error(f"--labels has {len(args.labels)} entries for {len(args.compare)} --compare folders")
+    out = args.out or args.folder or Path.cwd()
+    try:
+        if args.folder is not None:
+            arch, history = load_search(args.folder)
+            check_agreement(arch, history[-1])
+            out.mkdir(parents=True, exist_ok=True)
+            written = [plot_mixture(arch, history, out), plot_evolution(arch, history, out)]
+        else:
+            archs = [load_architecture_arg(p) for p in args.compare]
+            labels = args.labels or default_labels(args.compare)
+            out.mkdir(parents=True, exist_ok=True)
+            written = [plot_compare(archs, labels, out)]
+    except SearchOutputError as error:
+        parser.error(str(error))
+    for path in written:
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,456 @@
+"""scripts/parse_results.py on log trees built in a temp dir, in the layouts CoOp/MaPLe use."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import logging
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "parse_results.py"
+
+
+def _load_script():
+    spec = importlib.util.spec_from_file_location("parse_results", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["parse_results"] = module  # dataclasses look their module up by name
+    spec.loader.exec_module(module)
+    return module
+
+
+pr = _load_script()
+
+
+# ----------------------------------------------------------------------------- log writers
+
+
+def _args(eval_only: bool) -> list[str]:
+    return ["***************", "** Arguments **", "***************", f"eval_only: {eval_only}", "seed: 1"]
+
+
+def _result(acc: float) -> list[str]:
+    return ["=> result", "* total: 1,000", "* correct: 700", f"* accuracy: {acc:.1f}%", "* error: 30.0%",
+            "* macro_f1: 69.0%"]
+
+
+def write_train_log(folder: Path, acc: float | None, finished: bool = True, name: str = "log.txt") -> Path:
+    """A Dassl training log; validation tests print '=> result' during training (best_val)."""
+    lines = _args(False) + ["epoch [1/2] batch [1/4] time 0.1 loss 1.0", *_result(11.0),
+                            "epoch [2/2] batch [1/4] time 0.1 loss 0.9"]
+    if finished:
+        lines += ["Finish training", "Deploy the last-epoch model"]
+        if acc is not None:
+            lines += _result(acc)
+        lines += ["Elapsed: 0:00:05"]
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_text("\n".join(lines) + "\n")
+    return folder / name
+
+
+def write_eval_log(folder: Path, acc: float | None, name: str = "log.txt", args: bool = True) -> Path:
+    """A log of an --eval-only run (no 'Finish training')."""
+    lines = (_args(True) if args else []) + ["Loading weights to prompt_learner from ..."]
+    if acc is not None:
+        lines += _result(acc)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_text("\n".join(lines) + "\n")
+    return folder / name
+
+
+def fewshot_dir(root: Path, dataset: str, trainer: str, cfg: str, seed: int, shots: int = 16) -> Path:
+    return root / dataset / trainer / f"{cfg}_{shots}shots" / f"seed{seed}"
+
+
+def b2n_dir(root: Path, split: str, dataset: str, trainer: str, cfg: str, seed: int) -> Path:
+    return root / "base2new" / split / dataset / "shots_16" / trainer / cfg / f"seed{seed}"
+
+
+def run(argv: list[str], tmp_path: Path, capsys) -> tuple[dict, str]:
+    """Run main with --json and return (parsed json, stdout)."""
+    out = tmp_path / "result.json"
+    assert pr.main([*argv, "--json", str(out)]) == 0
+    return json.loads(out.read_text()), capsys.readouterr().out
+
+
+def row(data: dict, dataset: str, method: str, metric: str = "accuracy", setting: str | None = None) -> dict:
+    rows = [r for r in data["rows"] if r["dataset"] == dataset and r["method"] == method and r["metric"] == metric
+            and (setting is None or r["setting"] == setting)]
+    assert len(rows) == 1, rows
+    return rows[0]
+
+
+# ----------------------------------------------------------------------------- logs
+
+
+def test_train_log_takes_last_accuracy_after_finish_training(tmp_path):
+    log = write_train_log(tmp_path, 71.3)
+    outcome = pr.parse_log(log)
+    assert (outcome.kind, outcome.accuracy) == ("train", 71.3)  # not the validation 11.0 before it
+
+
+def test_killed_train_log_with_validation_results_is_unfinished(tmp_path):
+    # '=> result' from a validation pass must not turn a killed training run into an eval log.
+    outcome = pr.parse_log(write_train_log(tmp_path, None, finished=False))
+    assert outcome.kind == "unfinished" and outcome.accuracy is None
+    assert "Finish training" in outcome.problem
+
+
+def test_argument_block_decides_eval_vs_train(tmp_path):
+    # No progress lines (e.g. a large TRAIN.PRINT_FREQ) but 'eval_only: False': a killed training run.
+    log = tmp_path / "log.txt"
+    log.write_text("\n".join(_args(False) + _result(30.0)) + "\n")
+    assert pr.parse_log(log).kind == "unfinished"
+
+
+def test_finished_training_without_test_is_untested(tmp_path):
+    outcome = pr.parse_log(write_train_log(tmp_path, None, finished=True))
+    assert outcome.kind == "untested" and outcome.accuracy is None
+
+
+def test_eval_log_takes_accuracy_after_result(tmp_path):
+    outcome = pr.parse_log(write_eval_log(tmp_path, 64.2))
+    assert (outcome.kind, outcome.accuracy) == ("eval", 64.2)
+
+
+def test_eval_log_without_argument_block_is_recognised(tmp_path):
+    outcome = pr.parse_log(write_eval_log(tmp_path, 50.5, args=False))
+    assert (outcome.kind, outcome.accuracy) == ("eval", 50.5)
+
+
+def test_eval_log_without_result_is_unfinished(tmp_path):
+    outcome = pr.parse_log(write_eval_log(tmp_path, None))
+    assert outcome.kind == "unfinished" and outcome.accuracy is None
+
+
+def test_restart_logs_newest_finished_wins(tmp_path):
+    write_train_log(tmp_path, 50.0, name="log.txt")
+    write_train_log(tmp_path, 60.0, name="log.txt-2024-05-01-10-00-00")
+    write_train_log(tmp_path, 55.0, name="log.txt-2024-04-01-10-00-00")
+    write_train_log(tmp_path, None, finished=False, name="log.txt-2024-06-01-10-00-00")  # newest, crashed
+    run_ = pr.read_seed_folder(tmp_path, 1)
+    assert run_.accuracy == 60.0
+    assert run_.log.name == "log.txt-2024-05-01-10-00-00"
+
+
+def test_log_order_is_first_run_then_restarts_by_time():
+    names = ["log.txt-2024-06-01-10-00-00", "log.txt", "log.txt-2023-12-31-23-59-59", "log.txt-2024-01-02-00-00-00"]
+    ordered = sorted((Path(n) for n in names), key=pr._log_order)
+    assert [p.name for p in ordered] == [
+        "log.txt", "log.txt-2023-12-31-23-59-59", "log.txt-2024-01-02-00-00-00", "log.txt-2024-06-01-10-00-00"]
+
+
+def test_restart_logs_all_unfinished_reports_newest(tmp_path):
+    write_train_log(tmp_path, None, finished=False, name="log.txt")
+    write_train_log(tmp_path, None, finished=False, name="log.txt-2024-06-01-10-00-00")
+    run_ = pr.read_seed_folder(tmp_path, 1)
+    assert run_.accuracy is None
+    assert run_.problem.startswith("log.txt-2024-06-01-10-00-00:")
+
+
+# ----------------------------------------------------------------------------- statistics
+
+
+def _t_cdf(t: float, df: int) -> float:
+    """Student's t CDF by Simpson integration of the density (independent of the module)."""
+    x = np.linspace(0.0, t, 200_001)
+    c = math.exp(math.lgamma((df + 1) / 2) - math.lgamma(df / 2)) / math.sqrt(df * math.pi)
+    y = c * (1 + x * x / df) ** (-(df + 1) / 2)
+    h = x[1] - x[0]
+    return 0.5 + h / 3 * (y[0] + y[-1] + 4 * y[1:-1:2].sum() + 2 * y[2:-1:2].sum())
+
+
+@pytest.mark.parametrize("df", [1, 2, 3, 4, 9, 30, 31, 45, 200])
+def test_t_quantile_without_scipy(df):
+    assert _t_cdf(pr.t975_fallback(df), df) == pytest.approx(0.975, abs=2e-7)
+
+
+def test_t_quantile_uses_fallback_when_scipy_missing(monkeypatch):
+    monkeypatch.setattr(pr, "_scipy_stats", None)
+    assert pr.t975(2) == pr.t975_fallback(2)
+
+
+def test_summary_mean_std_ci_and_missing_seed():
+    s = pr.summarise({1: 70.0, 2: 72.0, 3: 77.0}, [1, 2, 3])
+    assert s.mean == pytest.approx(73.0)
+    assert s.std == pytest.approx(np.std([70, 72, 77], ddof=1))
+    assert s.ci95 == pytest.approx(pr.t975(2) * s.std / math.sqrt(3))
+    partial = pr.summarise({1: 70.0, 3: 77.0}, [1, 2, 3])
+    assert not partial.complete and partial.seeds == (1, 3) and partial.mean == pytest.approx(73.5)
+    single = pr.summarise({1: 70.0}, [1])
+    assert single.complete and single.std is None and single.ci95 is None
+
+
+# ----------------------------------------------------------------------------- few-shot
+
+
+def build_fewshot(root: Path) -> dict[tuple[str, str], list[float]]:
+    accs = {
+        ("eurosat", "DPL"): [80.0, 82.0, 84.0],
+        ("dtd", "DPL"): [60.0, 61.0, 65.0],
+        ("eurosat", "CoOp"): [70.0, 71.0, 75.0],
+        ("dtd", "CoOp"): [55.0, 56.0, 57.0],
+    }
+    for (dataset, trainer), values in accs.items():
+        for seed, acc in enumerate(values, start=1):
+            write_train_log(fewshot_dir(root, dataset, trainer, "vit_b16", seed), acc)
+    return accs
+
+
+def test_fewshot_mean_std_average_and_delta(tmp_path, capsys):
+    root = tmp_path / "output"
+    accs = build_fewshot(root)
+    data, out = run([str(root), "--reference", "CoOp"], tmp_path, capsys)
+    for (dataset, trainer), values in accs.items():
+        r = row(data, dataset, f"{trainer}/vit_b16")
+        assert r["mean"] == pytest.approx(np.mean(values), abs=1e-4)
+        assert r["std"] == pytest.approx(np.std(values, ddof=1), abs=1e-4)
+        assert r["n_seeds"] == 3 and r["complete"] is True
+    assert row(data, "eurosat", "DPL/vit_b16")["delta"] == pytest.approx(82.0 - 72.0)
+    avg = row(data, "Average", "DPL/vit_b16")
+    assert avg["mean"] == pytest.approx((82.0 + 62.0) / 2)
+    assert avg["delta"] == pytest.approx((82.0 + 62.0) / 2 - (72.0 + 56.0) / 2)
+    assert "82.00 ± 2.00" in out and "+10.00" in out
+    assert "(2/3)" not in out
+
+
+def test_fewshot_ci_switch(tmp_path, capsys):
+    root = tmp_path / "output"
+    build_fewshot(root)
+    data, out = run([str(root), "--ci"], tmp_path, capsys)
+    r = row(data, "eurosat", "DPL/vit_b16")
+    expected = 4.302653 * 2.0 / math.sqrt(3)  # t_{0.975,2} * s / sqrt(n), s = 2
+    assert r["ci95"] == pytest.approx(expected, abs=1e-3)
+    assert f"82.00 ± {expected:.2f}" in out
+    assert data["spread"] == "ci95"
+
+
+def test_missing_seed_is_marked_and_listed(tmp_path, capsys, caplog):
+    root = tmp_path / "output"
+    build_fewshot(root)
+    gone = fewshot_dir(root, "dtd", "DPL", "vit_b16", 3)
+    for f in gone.iterdir():
+        f.unlink()
+    gone.rmdir()
+    with caplog.at_level(logging.WARNING):
+        data, out = run([str(root), "--seeds", "1", "2", "3"], tmp_path, capsys)
+    r = row(data, "dtd", "DPL/vit_b16")
+    assert r["mean"] == pytest.approx(60.5) and r["n_seeds"] == 2 and r["complete"] is False
+    assert "60.50 ± 0.71 (2/3)" in out
+    assert "(partial seeds)" in out  # the average says it includes a partial cell
+    assert str(gone) in caplog.text
+    assert {"folder": str(gone), "problem": "missing", "detail": ""} in data["problems"]
+
+
+def test_expected_seeds_flag_marks_unrun_seeds(tmp_path, capsys):
+    root = tmp_path / "output"
+    build_fewshot(root)
+    data, out = run([str(root), "--seeds", "1", "2", "3", "4"], tmp_path, capsys)
+    assert row(data, "eurosat", "DPL/vit_b16")["n_expected"] == 4
+    assert "82.00 ± 2.00 (3/4)" in out
+    missing = {p["folder"] for p in data["problems"] if p["problem"] == "missing"}
+    assert str(fewshot_dir(root, "eurosat", "CoOp", "vit_b16", 4)) in missing
+
+
+def test_unfinished_run_is_marked_and_listed(tmp_path, capsys, caplog):
+    root = tmp_path / "output"
+    build_fewshot(root)
+    crashed = fewshot_dir(root, "eurosat", "CoOp", "vit_b16", 2)
+    write_train_log(crashed, None, finished=False)
+    with caplog.at_level(logging.WARNING):
+        data, out = run([str(root)], tmp_path, capsys)
+    r = row(data, "eurosat", "CoOp/vit_b16")
+    assert r["seeds"] == [1, 3] and r["mean"] == pytest.approx(72.5)
+    assert "(2/3)" in out
+    assert str(crashed) in caplog.text and "Finish training" in caplog.text
+    assert [p["problem"] for p in data["problems"] if p["folder"] == str(crashed)] == ["unfinished"]
+
+
+def test_method_missing_a_dataset_lists_the_conventional_folders(tmp_path, capsys):
+    root = tmp_path / "output"
+    build_fewshot(root)
+    write_train_log(fewshot_dir(root, "ucf101", "DPL", "vit_b16", 1), 75.0)
+    data, out = run([str(root), "--seeds", "1"], tmp_path, capsys)
+    assert row(data, "ucf101", "CoOp/vit_b16")["mean"] is None
+    assert "— (0/1)" in out
+    assert row(data, "Average", "CoOp/vit_b16")["n_datasets"] == 2
+    assert "(2/3 datasets)" in out
+    missing = {p["folder"] for p in data["problems"]}
+    assert str(fewshot_dir(root, "ucf101", "CoOp", "vit_b16", 1)) in missing
+
+
+def test_csv_output(tmp_path, capsys):
+    root = tmp_path / "output"
+    build_fewshot(root)
+    path = tmp_path / "r.csv"
+    assert pr.main([str(root), "--csv", str(path), "--reference", "CoOp/vit_b16"]) == 0
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    eurosat = [r for r in rows if r["dataset"] == "eurosat" and r["method"] == "DPL/vit_b16"]
+    assert len(eurosat) == 1
+    assert float(eurosat[0]["mean"]) == pytest.approx(82.0)
+    assert eurosat[0]["seeds"] == "1 2 3" and eurosat[0]["values"] == "80.0 82.0 84.0"
+    assert float(eurosat[0]["delta"]) == pytest.approx(10.0)
+    assert {r["dataset"] for r in rows} == {"eurosat", "dtd", "Average"}
+
+
+# ----------------------------------------------------------------------------- base-to-new
+
+
+def test_base2new_hm_from_means_and_test_base_preferred(tmp_path, capsys):
+    root = tmp_path / "output"
+    bases = {"dtd": [80.0, 82.0], "eurosat": [90.0, 94.0]}
+    news = {"dtd": [50.0, 54.0], "eurosat": [60.0, 70.0]}
+    for dataset in bases:
+        for seed in (1, 2):
+            write_train_log(b2n_dir(root, "train_base", dataset, "DPL", "c", seed), bases[dataset][seed - 1])
+            write_eval_log(b2n_dir(root, "test_new", dataset, "DPL", "c", seed), news[dataset][seed - 1])
+    # MaPLe's reproduce scripts evaluate base classes separately: that result wins over train_base.
+    write_eval_log(b2n_dir(root, "test_base", "dtd", "DPL", "c", 1), 81.0)
+    data, out = run([str(root)], tmp_path, capsys)
+    base_dtd = np.mean([81.0, 82.0])
+    new_dtd = np.mean([50.0, 54.0])
+    assert row(data, "dtd", "DPL/c", "base")["mean"] == pytest.approx(base_dtd)
+    assert row(data, "dtd", "DPL/c", "new")["mean"] == pytest.approx(new_dtd)
+    hm_dtd = row(data, "dtd", "DPL/c", "hm")["mean"]
+    assert hm_dtd == pytest.approx(2 * base_dtd * new_dtd / (base_dtd + new_dtd), abs=1e-4)
+    # Not the mean of per-seed HMs:
+    per_seed = np.mean([2 * b * n / (b + n) for b, n in zip([81.0, 82.0], [50.0, 54.0])])
+    assert abs(hm_dtd - per_seed) > 1e-3
+    avg_b = (base_dtd + 92.0) / 2
+    avg_n = (new_dtd + 65.0) / 2
+    assert row(data, "Average", "DPL/c", "hm")["mean"] == pytest.approx(2 * avg_b * avg_n / (avg_b + avg_n), abs=1e-4)
+    assert "Base-to-new" in out and "HM" in out
+
+
+def test_base2new_missing_new_and_delta(tmp_path, capsys, caplog):
+    root = tmp_path / "output"
+    for trainer, (b, n) in {"DPL": (80.0, 70.0), "MaPLe": (82.0, 72.0)}.items():
+        for seed in (1, 2, 3):
+            write_train_log(b2n_dir(root, "train_base", "dtd", trainer, "c", seed), b + seed)
+            if not (trainer == "MaPLe" and seed == 3):
+                write_eval_log(b2n_dir(root, "test_new", "dtd", trainer, "c", seed), n + seed)
+    with caplog.at_level(logging.WARNING):
+        data, out = run([str(root), "--reference", "MaPLe"], tmp_path, capsys)
+    new = row(data, "dtd", "MaPLe/c", "new")
+    assert new["n_seeds"] == 2 and new["mean"] == pytest.approx(73.5)
+    assert row(data, "dtd", "MaPLe/c", "hm")["complete"] is False
+    assert row(data, "dtd", "DPL/c", "base")["delta"] == pytest.approx(-2.0)
+    assert str(b2n_dir(root, "test_new", "dtd", "MaPLe", "c", 3)) in caplog.text
+    assert "73.50 ± 0.71 (2/3)" in out
+
+
+# ----------------------------------------------------------------------------- cross-dataset, roots, filters
+
+
+def test_cross_dataset_source_targets_and_domain_shift(tmp_path, capsys):
+    root = tmp_path / "output"
+    cfg = "c_cross"
+    write_train_log(fewshot_dir(root, "imagenet", "DPL", cfg, 1), 70.0)
+    for dataset, acc in {"dtd": 40.0, "eurosat": 50.0, "imagenet_a": 45.0, "imagenetv2": 63.0}.items():
+        write_eval_log(root / "evaluation" / "DPL" / f"{cfg}_16shots" / dataset / "seed1", acc)
+    data, out = run([str(root)], tmp_path, capsys)
+    cross = [r for r in data["rows"] if r["setting"] == "crossdataset"]
+    assert {r["dataset"] for r in cross} == {"imagenet (source)", "dtd", "eurosat", "imagenet_a", "imagenetv2",
+                                             "Average (targets)", "Average (domain shift)"}
+    assert row(data, "imagenet (source)", "DPL/c_cross")["mean"] == 70.0
+    assert row(data, "Average (targets)", "DPL/c_cross")["mean"] == pytest.approx(45.0)
+    assert row(data, "Average (domain shift)", "DPL/c_cross")["mean"] == pytest.approx(54.0)
+    # A config trained only on the source is not listed as a few-shot method with 10 missing datasets.
+    assert not [r for r in data["rows"] if r["setting"] == "fewshot"]
+    assert data["problems"] == []
+
+
+def test_several_roots_variants_filter_and_order(tmp_path, capsys):
+    ours = tmp_path / "output"
+    checkout = tmp_path / "CoOp"
+    for seed in (1, 2):
+        write_train_log(fewshot_dir(ours, "dtd", "DPL", "a", seed), 60.0 + seed)
+        write_train_log(fewshot_dir(ours, "dtd", "DPL", "b", seed), 50.0 + seed)
+        # CoOp's main.sh adds an nctx/csc/ctp level; the checkout root has the output/ prefix.
+        coop = checkout / "output" / "dtd" / "CoOp" / "vit_b16_16shots" / "nctx16_cscFalse_ctpend" / f"seed{seed}"
+        write_train_log(coop, 40.0 + seed)
+    data, out = run([str(ours), str(checkout), "--methods", "CoOp", "DPL/a", "--reference", "DPL/a"],
+                    tmp_path, capsys)
+    methods = [r["method"] for r in data["rows"] if r["dataset"] == "dtd"]
+    assert methods == ["CoOp/vit_b16/nctx16_cscFalse_ctpend", "DPL/a"]
+    assert row(data, "dtd", "CoOp/vit_b16/nctx16_cscFalse_ctpend")["delta"] == pytest.approx(-20.0)
+
+
+def test_search_runs_without_test_are_hidden(tmp_path, capsys, caplog):
+    root = tmp_path / "output"
+    build_fewshot(root)
+    write_train_log(fewshot_dir(root, "dtd", "DPLSearch", "s", 1), None, finished=True)
+    with caplog.at_level(logging.INFO):
+        data, _ = run([str(root)], tmp_path, capsys)
+    assert "DPLSearch/s" not in {r["method"] for r in data["rows"]}
+    assert "DPLSearch/s" in caplog.text
+    assert data["problems"] == []
+
+
+def test_unrecognised_layout_is_reported(tmp_path, capsys, caplog):
+    root = tmp_path / "output"
+    build_fewshot(root)
+    stray = root / "misc" / "seed1"
+    write_train_log(stray, 10.0)
+    with caplog.at_level(logging.WARNING):
+        data, _ = run([str(root)], tmp_path, capsys)
+    assert data["unrecognised"] == [str(stray)]
+    assert "not in a known layout" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--methods", "VPT"], "matches none of the methods"),
+        (["--reference", "DPL/*", "--methods", "DPL", "CoOp"], "exactly one"),
+    ],
+)
+def test_bad_filters_are_clear_errors(tmp_path, capsys, extra, message):
+    root = tmp_path / "output"
+    build_fewshot(root)
+    write_train_log(fewshot_dir(root, "dtd", "DPL", "other", 1), 1.0)
+    with pytest.raises(SystemExit) as excinfo:
+        pr.main([str(root), *extra])
+    assert excinfo.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_missing_root_and_empty_root_are_clear_errors(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        pr.main([str(tmp_path / "nope")])
+    assert "is not a directory" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SystemExit):
+        pr.main([str(tmp_path / "empty")])
+    assert "no seed<N> folders" in capsys.readouterr().err
+
+
+def test_same_seed_in_two_roots_is_an_error(tmp_path, capsys):
+    a, b = tmp_path / "a", tmp_path / "b"
+    write_train_log(fewshot_dir(a, "dtd", "DPL", "c", 1), 1.0)
+    write_train_log(fewshot_dir(b, "dtd", "DPL", "c", 1), 2.0)
+    with pytest.raises(SystemExit):
+        pr.main([str(a), str(b)])
+    assert "exists twice" in capsys.readouterr().err
+
+
+def test_command_line_run_without_dassl_or_torch(tmp_path):
+    """Both result scripts run as plain scripts and import neither Dassl nor torch."""
+    root = tmp_path / "output"
+    build_fewshot(root)
+    done = subprocess.run([sys.executable, str(SCRIPT), str(root)], capture_output=True, text=True, check=True)
+    assert "82.00 ± 2.00" in done.stdout
+    check = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import parse_results, plot_search; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'dassl', 'torch', 'clip'}))"
+    )
+    done = subprocess.run([sys.executable, "-c", check, str(SCRIPT.parent)], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.strip() == "[]"

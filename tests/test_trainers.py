@@ -1,0 +1,202 @@
+"""DPLSearch and DPL on Dassl (or its test double): search, training, resume, evaluation, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+import torch
+from dassl.engine import build_trainer
+
+import train
+from tiny_clip import write_tiny_checkpoint
+from trainers.dpl_core.architecture import PromptArchitecture
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SEARCH_CFG = os.path.join(REPO, "configs/trainers/DPLSearch/vit_b16_ep60_batch4.yaml")
+TRAIN_CFG = os.path.join(REPO, "configs/trainers/DPL/vit_b16_ep40_batch4.yaml")
+SYNTHETIC_CFG = os.path.join(REPO, "configs/datasets/synthetic.yaml")
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    return write_tiny_checkpoint(tmp_path_factory.mktemp("clip") / "tiny.pt")
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("data"))
+
+
+def run_args(trainer, output_dir, data_root, checkpoint, *extra_opts, flags=()):
+    """train.py arguments for a seconds-long run on the synthetic set with the tiny CLIP."""
+    config = SEARCH_CFG if trainer == "DPLSearch" else TRAIN_CFG
+    return [
+        "--root", data_root, "--seed", "1", "--trainer", trainer,
+        "--dataset-config-file", SYNTHETIC_CFG, "--config-file", config,
+        "--output-dir", str(output_dir), *flags,
+        "DATASET.NUM_SHOTS", "2", "OPTIM.MAX_EPOCH", "2", "INPUT.SIZE", "(32, 32)",
+        "DATALOADER.NUM_WORKERS", "0", "TRAINER.DPL.CLIP_CHECKPOINT", checkpoint,
+        "TRAINER.DPLSEARCH.MAX_LENGTH", "3", "TRAIN.CHECKPOINT_FREQ", "1", *extra_opts,
+    ]  # fmt: skip
+
+
+def make_trainer(argv):
+    cfg = train.setup_cfg(train.build_parser().parse_args(argv))
+    return build_trainer(cfg)
+
+
+def test_every_yaml_merges_onto_the_extended_defaults():
+    from dassl.config import get_cfg_default
+
+    paths = []
+    for root, _, files in os.walk(os.path.join(REPO, "configs")):
+        paths += [os.path.join(root, f) for f in files if f.endswith(".yaml")]
+    assert len(paths) >= 16 + 6
+    for path in paths:
+        cfg = get_cfg_default()
+        train.extend_cfg(cfg)
+        cfg.merge_from_file(path)
+
+
+def test_search_updates_alphas_and_cycles_the_whole_validation_split(tmp_path, data_root, tiny_checkpoint):
+    trainer = make_trainer(run_args("DPLSearch", tmp_path / "search", data_root, tiny_checkpoint))
+    seen = []
+    for _ in range(2 * len(trainer.arch_loader)):
+        seen += next(trainer.arch_batches)["impath"]
+    val_paths = sorted(item.impath for item in trainer.arch_data)
+    half = len(seen) // 2
+    assert sorted(seen[:half]) == val_paths and sorted(seen[half:]) == val_paths
+    assert seen[:half] != seen[half:], "each pass reshuffles"
+
+    before = trainer.model.arch_weights.text.detach().clone()
+    prompts_before = [p.detach().clone() for p in trainer.model.prompt_parameters()]
+    trainer.train()
+    assert not torch.equal(before, trainer.model.arch_weights.text)
+    assert any(not torch.equal(a, b) for a, b in zip(prompts_before, trainer.model.prompt_parameters()))
+    for param in trainer.model.clip_model.parameters():
+        assert param.grad is None
+
+    out = tmp_path / "search"
+    arch = PromptArchitecture.load(out / "arch.json")
+    assert arch == trainer.architecture() and arch.candidates == (0, 1, 2, 3)
+    history = [json.loads(line) for line in (out / "alpha_history.jsonl").read_text().splitlines()]
+    assert [h["epoch"] for h in history] == [1, 2]
+    assert torch.equal(torch.tensor(history[-1]["text"]), trainer.model.arch_weights.text.detach())
+
+
+def test_interrupted_search_resumes_with_exact_alphas(tmp_path, data_root, tiny_checkpoint):
+    out = tmp_path / "search"
+    argv = run_args("DPLSearch", out, data_root, tiny_checkpoint, "OPTIM.MAX_EPOCH", "3")
+    trainer = make_trainer(argv)
+    original_run_epoch = trainer.run_epoch
+
+    def run_then_stop():
+        if trainer.epoch == 1:
+            raise KeyboardInterrupt  # cut off during the second epoch
+        original_run_epoch()
+
+    trainer.run_epoch = run_then_stop
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train()
+    saved = json.loads((out / "alpha_history.jsonl").read_text().splitlines()[0])
+    adam_steps = trainer._optims["arch_weights"].state[trainer.model.arch_weights.text]["step"]
+
+    resumed = make_trainer(argv)
+    resumed.before_train()  # Dassl resumes here from the output folder
+    assert resumed.start_epoch == 1
+    assert torch.equal(resumed.model.arch_weights.text.detach(), torch.tensor(saved["text"]))
+    assert torch.equal(resumed.model.arch_weights.image.detach(), torch.tensor(saved["image"]))
+    restored_state = resumed._optims["arch_weights"].state[resumed.model.arch_weights.text]
+    assert restored_state["step"] == adam_steps and "exp_avg" in restored_state
+    resumed.train()
+    history = [json.loads(line)["epoch"] for line in (out / "alpha_history.jsonl").read_text().splitlines()]
+    assert history == [1, 2, 3]
+    assert (out / "arch.json").exists()
+
+
+def test_interrupted_training_resumes_from_last_checkpoint(tmp_path, data_root, tiny_checkpoint, capsys):
+    out = tmp_path / "train"
+    argv = run_args("DPL", out, data_root, tiny_checkpoint,
+                    "TRAINER.DPL.TEXT_LENGTHS", "[2, 0, 1]", "TRAINER.DPL.IMAGE_LENGTHS", "[1, 3]")  # fmt: skip
+    trainer = make_trainer(argv)
+    trainer.max_epoch = 1  # stop after one epoch, as if killed right after its checkpoint
+    trainer.train()
+    after_first = [p.detach().clone() for p in trainer.model.prompt_parameters()]
+
+    resumed = make_trainer(argv)
+    capsys.readouterr()
+    resumed.train()
+    log = capsys.readouterr().out
+    assert "Previous epoch: 1" in log and "epoch [2/2]" in log and "epoch [1/2]" not in log
+    assert "* accuracy:" in log
+    assert any(not torch.equal(a, b) for a, b in zip(after_first, resumed.model.prompt_parameters()))
+
+
+def test_bad_inputs_give_clear_errors(tmp_path, data_root, tiny_checkpoint):
+    base = run_args("DPL", tmp_path / "x", data_root, tiny_checkpoint)
+    with pytest.raises(SystemExit, match="command-line KEY VALUE overrides: Non-existent (config )?key: TRAINER.DPL.NOPE"):
+        train.setup_cfg(train.build_parser().parse_args(base + ["TRAINER.DPL.NOPE", "1"]))
+    with pytest.raises(ValueError, match="TRAINER.DPL.PREC must be one of .*got 'fp8'"):
+        make_trainer(base + ["TRAINER.DPL.PREC", "fp8", "TRAINER.DPL.TEXT_LENGTHS", "[1, 1, 1]",
+                             "TRAINER.DPL.IMAGE_LENGTHS", "[1, 1]"])  # fmt: skip
+    with pytest.raises(ValueError, match="needs a ViT backbone"):
+        make_trainer(base + ["MODEL.BACKBONE.NAME", "RN50", "TRAINER.DPL.TEXT_LENGTHS", "[1, 1, 1]",
+                             "TRAINER.DPL.IMAGE_LENGTHS", "[1, 1]"])  # fmt: skip
+    deep = tmp_path / "arch12.json"
+    PromptArchitecture((1,) * 12, (2,) * 12, backbone="ViT-B/16").save(deep)
+    with pytest.raises(ValueError, match=r"arch12.json: .*text tower has 3 blocks but the architecture lists 12"):
+        make_trainer(base + ["TRAINER.DPL.ARCH_FILE", str(deep)])
+    with pytest.raises(ValueError, match="exactly one architecture"):
+        make_trainer(base)
+    with pytest.raises(ValueError, match="not both"):
+        make_trainer(base + ["TRAINER.DPL.ARCH_FILE", str(deep), "TRAINER.DPL.TEXT_LENGTHS", "[1, 1, 1]"])
+
+
+def run_train_py(argv):
+    result = subprocess.run([sys.executable, "train.py", *argv], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result.stdout
+
+
+def final_accuracy(log: str, after: str) -> float:
+    tail = log[log.rindex(after):]
+    return float(re.findall(r"\* accuracy: ([\d.]+)%", tail)[-1])
+
+
+@pytest.mark.slow
+def test_end_to_end_search_train_and_eval_only(tmp_path, data_root, tiny_checkpoint):
+    search_dir, train_dir, eval_dir = tmp_path / "search", tmp_path / "train", tmp_path / "eval"
+    run_train_py(run_args("DPLSearch", search_dir, data_root, tiny_checkpoint))
+    arch = PromptArchitecture.load(search_dir / "arch.json")
+    assert (search_dir / "log.txt").exists() and (search_dir / "config.yaml").exists()
+
+    arch_opts = ("TRAINER.DPL.ARCH_FILE", str(search_dir / "arch.json"))
+    log = run_train_py(run_args("DPL", train_dir, data_root, tiny_checkpoint, *arch_opts))
+    assert arch.summary() in log
+    accuracy = final_accuracy(log, "Finish training")
+    checkpoint = train_dir / "prompt_learner" / "model.pth.tar-2"
+    size = checkpoint.stat().st_size
+    assert size < 100_000, f"checkpoint holds more than the learned tensors: {size} bytes"
+    saved = torch.load(checkpoint, weights_only=True)
+    assert set(saved["state_dict"]) == {f"{t}.prompts.{i}" for t, n in (("text", 3), ("image", 2)) for i in range(n)}
+
+    eval_log = run_train_py(
+        run_args("DPL", eval_dir, data_root, tiny_checkpoint, *arch_opts,
+                 flags=("--eval-only", "--model-dir", str(train_dir), "--load-epoch", "2"))  # fmt: skip
+    )
+    assert final_accuracy(eval_log, "=> result") == accuracy
+
+    # A finished run is never overwritten.
+    before = (train_dir / "log.txt").read_text()
+    result = subprocess.run(
+        [sys.executable, "train.py", *run_args("DPL", train_dir, data_root, tiny_checkpoint, *arch_opts)],
+        cwd=REPO, capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode != 0 and "already holds a finished run" in result.stderr
+    assert (train_dir / "log.txt").read_text() == before
+    assert checkpoint.stat().st_size == size
