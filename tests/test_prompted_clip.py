@@ -168,3 +168,22 @@ def test_activation_checkpointing_gives_same_gradients(clip_model, tokens, image
         grads.append([p.grad.clone() for p in supernet.prompt_parameters()])
     for plain, recomputed in zip(*grads):
         torch.testing.assert_close(plain, recomputed, rtol=1e-5, atol=1e-7)
+
+
+def test_half_precision_clip_keeps_learned_tensors_in_fp32(clip_model, tokens, images):
+    """fp16 runs: CLIP weights in half, prompts and alphas stay fp32 and get fp32 gradients."""
+    import copy
+
+    half_clip = copy.deepcopy(clip_model)
+    clip.model.convert_weights(half_clip)  # CLIP's own fp16 layout: LayerNorms stay fp32
+    torch.manual_seed(0)
+    reference = PromptedCLIP.supernet(clip_model, (0, 1, 2), init_std=0.5)
+    torch.manual_seed(0)
+    model = PromptedCLIP.supernet(half_clip, (0, 1, 2), init_std=0.5)
+    short = truncate_tokens(tokens)
+    logits = model(images, short)
+    assert logits.dtype == torch.float32
+    torch.testing.assert_close(logits, reference(images, short), rtol=0.05, atol=0.05)
+    logits.logsumexp(-1).sum().backward()
+    for param in model.prompt_parameters() + list(model.arch_weights.parameters()):
+        assert param.dtype == torch.float32 and param.grad is not None and param.grad.dtype == torch.float32

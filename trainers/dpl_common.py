@@ -107,7 +107,7 @@ class DPLTrainerBase(TrainerX):
             print(f"TRAINER.DPL.PREC={self.precision} is for GPUs; running in fp32 on the CPU")
             self.precision = "fp32"
         if self.precision == "fp16":
-            clip_model.half()
+            clip.model.convert_weights(clip_model)  # CLIP's own fp16 layout (LayerNorms stay fp32)
         self.scaler = None
         self.autocast_dtype = None
         if self.precision == "amp":

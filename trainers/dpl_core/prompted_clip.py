@@ -364,13 +364,21 @@ class PromptedCLIP(nn.Module):
         Args:
             tokens: ``[classes, n]`` token ids; ``n`` may be shorter than the context length
                 (see :func:`truncate_tokens`) as long as every row holds its EOT token.
-            chunk_size: encode at most this many rows at a time (0 = all at once).
+            chunk_size: encode at most this many rows at a time (0 = all at once). When
+                gradients are recorded, each chunk's activations are recomputed in backward
+                instead of being kept, so memory is bounded by one chunk for any class count.
 
         Returns:
             ``[classes, embed_dim]``.
         """
-        if 0 < chunk_size < tokens.shape[0]:
-            return torch.cat([self.encode_text(chunk) for chunk in tokens.split(chunk_size)])
+        if not 0 < chunk_size < tokens.shape[0]:
+            return self._encode_text(tokens)
+        chunks = tokens.split(chunk_size)
+        if torch.is_grad_enabled():
+            return torch.cat([checkpoint(self._encode_text, chunk, use_reentrant=False) for chunk in chunks])
+        return torch.cat([self._encode_text(chunk) for chunk in chunks])
+
+    def _encode_text(self, tokens: Tensor) -> Tensor:
         model = self.clip_model
         length = tokens.shape[1]
         x = model.token_embedding(tokens).to(self.dtype)  # [classes, n, width]
