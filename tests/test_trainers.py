@@ -121,7 +121,7 @@ def test_interrupted_search_resumes_with_exact_alphas(tmp_path, data_root, tiny_
 
 def test_interrupted_training_resumes_from_last_checkpoint(tmp_path, data_root, tiny_checkpoint, capsys):
     out = tmp_path / "train"
-    argv = run_args("DPL", out, data_root, tiny_checkpoint,
+    argv = run_args("DPL", out, data_root, tiny_checkpoint, "TEST.FINAL_MODEL", "best_val",
                     "TRAINER.DPL.TEXT_LENGTHS", "[2, 0, 1]", "TRAINER.DPL.IMAGE_LENGTHS", "[1, 3]")  # fmt: skip
     trainer = make_trainer(argv)
     trainer.max_epoch = 1  # stop after one epoch, as if killed right after its checkpoint
@@ -133,6 +133,7 @@ def test_interrupted_training_resumes_from_last_checkpoint(tmp_path, data_root, 
     resumed.train()
     log = capsys.readouterr().out
     assert "Previous epoch: 1" in log and "epoch [2/2]" in log and "epoch [1/2]" not in log
+    assert "Deploy the model with the best val performance" in log and "model-best.pth.tar" in log
     assert "* accuracy:" in log
     assert any(not torch.equal(a, b) for a, b in zip(after_first, resumed.model.prompt_parameters()))
 
