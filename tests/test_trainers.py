@@ -201,3 +201,14 @@ def test_end_to_end_search_train_and_eval_only(tmp_path, data_root, tiny_checkpo
     assert result.returncode != 0 and "already holds a finished run" in result.stderr
     assert (train_dir / "log.txt").read_text() == before
     assert checkpoint.stat().st_size == size
+
+
+def test_best_val_copy_keeps_the_resume_pointer_on_the_last_epoch(tmp_path, data_root, tiny_checkpoint):
+    trainer = make_trainer(run_args("DPL", tmp_path / "run", data_root, tiny_checkpoint,
+                                    "TRAINER.DPL.TEXT_LENGTHS", "[1, 1, 1]", "TRAINER.DPL.IMAGE_LENGTHS", "[1, 1]"))  # fmt: skip
+    out = str(tmp_path / "run")
+    trainer.save_model(2, out)
+    trainer.save_model(3, out, val_result=50.0, model_name="model-best.pth.tar")
+    pointer = tmp_path / "run" / "prompt_learner" / "checkpoint"
+    assert pointer.read_text().strip() == "model.pth.tar-3"
+    assert (tmp_path / "run" / "prompt_learner" / "model-best.pth.tar").exists()

@@ -200,6 +200,24 @@ class DPLTrainerBase(TrainerX):
 
     # ----- checkpoints -----------------------------------------------------------------------
 
+    def save_model(self, epoch: int, directory: str, is_best: bool = False, val_result=None, model_name: str = "") -> None:
+        """Dassl's saving, but a named copy (``model-best.pth.tar``) does not move the resume pointer.
+
+        Dassl rewrites each model's ``checkpoint`` file on every save, so after a best-val copy
+        a resume would restart from the best epoch instead of the last saved one.
+        """
+        pointers = {}
+        if model_name:
+            for name in self.get_model_names():
+                pointer = osp.join(directory, name, "checkpoint")
+                if osp.exists(pointer):
+                    with open(pointer) as f:
+                        pointers[pointer] = f.read()
+        super().save_model(epoch, directory, is_best=is_best, val_result=val_result, model_name=model_name)
+        for pointer, content in pointers.items():
+            with open(pointer, "w") as f:
+                f.write(content)
+
     def load_model(self, directory: str, epoch: int | None = None) -> None:
         """Load learned tensors saved by :meth:`save_model` (Dassl's file names and messages)."""
         if not directory:
