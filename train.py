@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import logging
 import os
 import os.path as osp
 import sys
@@ -125,6 +126,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"Setting fixed seed: {cfg.SEED}")
         set_random_seed(cfg.SEED)
     setup_logger(cfg.OUTPUT_DIR)
+    # After setup_logger, so library log records (dataset readers, CLIP loading) reach log.txt too.
+    logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(message)s", force=True)
     if torch.cuda.is_available() and cfg.USE_CUDA:
         torch.backends.cudnn.benchmark = True
     print_args(args, cfg)
