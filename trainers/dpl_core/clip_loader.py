@@ -18,6 +18,7 @@ import inspect
 import logging
 import os
 import urllib.parse
+import zipfile
 
 import clip
 import torch
@@ -62,13 +63,18 @@ def cached_checkpoint_path(backbone: str, cache_dir: str | None = None) -> str:
     return os.path.join(cache_dir or DEFAULT_CACHE_DIR, filename)
 
 
+def _is_torchscript_archive(path: str) -> bool:
+    """TorchScript archives are zip files with a ``code/`` folder; ``torch.save`` zips have none."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any("/code/" in name for name in archive.namelist())
+
+
 def _read_state_dict(path: str) -> dict[str, torch.Tensor]:
     """State dict from a JIT archive (OpenAI's release format) or a saved state dict."""
-    try:
-        archive = torch.jit.load(path, map_location="cpu")
-        return archive.state_dict()
-    except RuntimeError:
-        pass  # not a TorchScript archive: fall through to a pickled state dict
+    if _is_torchscript_archive(path):
+        return torch.jit.load(path, map_location="cpu").state_dict()
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
