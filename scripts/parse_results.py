@@ -14,7 +14,7 @@ CoOp/MaPLe checkout; a checkout itself works too, its ``output/`` prefix is skip
     base-to-new    base2new/{train_base,test_base,test_new}/<dataset>/shots_<K>/<trainer>/<cfg>[/<variant>...]/seed<N>
     cross-dataset  evaluation/<trainer>/<cfg>_<K>shots[/<variant>...]/<dataset>/seed<N>
 
-A method is ``<trainer>/<cfg>[/<variant>...]``, e.g. ``DPL/vit_b16_c2_ep40_batch4`` or
+A method is ``<trainer>/<cfg>[/<variant>...]``, e.g. ``DPL/vit_b16_ep40_batch4`` or
 ``CoOp/vit_b16_ep50/nctx16_cscFalse_ctpend`` (CoOp's few-shot script adds the variant level).
 Base accuracy comes from ``test_base`` (MaPLe's reproduce scripts) when that run finished,
 otherwise from the test at the end of ``train_base``. Cross-dataset tables take the source

@@ -18,8 +18,8 @@ against ``arch.json``.
 
 Examples::
 
-    python scripts/plot_search.py output/eurosat/DPLSearch/vit_b16_c2_ep60_batch4_16shots/seed1
-    python scripts/plot_search.py --compare output/*/DPLSearch/vit_b16_c2_ep60_batch4_16shots/seed1 \\
+    python scripts/plot_search.py output/eurosat/DPLSearch/vit_b16_ep60_batch4_16shots/seed1
+    python scripts/plot_search.py --compare output/*/DPLSearch/vit_b16_ep60_batch4_16shots/seed1 \\
         --out figures
 """
 

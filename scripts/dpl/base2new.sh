@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Base-to-new generalisation: search and train DPL on the base classes (the first half of
+# the labels), then evaluate the trained prompts on the new classes with --eval-only.
+#
+#   DATA=/path/to/datasets bash scripts/dpl/base2new.sh DATASET SEED [SHOTS] [SEARCH_CFG] [TRAIN_CFG] [-- KEY VALUE ...]
+#
+#   DATASET     name of a configs/datasets/<DATASET>.yaml
+#   SEED        random seed
+#   SHOTS       training images per base class (default 16, the protocol's value)
+#   SEARCH_CFG  configs/trainers/DPLSearch/<SEARCH_CFG>.yaml (default vit_b16_ep20_batch4_b2n)
+#   TRAIN_CFG   configs/trainers/DPL/<TRAIN_CFG>.yaml (default vit_b16_ep10_batch4_b2n)
+#   -- KEY VALUE ...  config overrides for every stage, passed to train.py as they are
+#
+# Environment: DATA (required), PYTHON (default python), DPL_OUTPUT (default output), and
+# DPL_TEST_BASE=1 to also evaluate the base classes into test_base/ (MaPLe's layout; the
+# training run already ends with a test on the base classes, which the tables use otherwise).
+#
+# Output (MaPLe's layout, S = shots_<SHOTS>):
+#   $DPL_OUTPUT/base2new/train_base/<DATASET>/S/DPLSearch/<SEARCH_CFG>/seed<SEED>/  search on base classes (arch.json)
+#   $DPL_OUTPUT/base2new/train_base/<DATASET>/S/DPL/<TRAIN_CFG>/seed<SEED>/        training, base-class test accuracy
+#   $DPL_OUTPUT/base2new/test_new/<DATASET>/S/DPL/<TRAIN_CFG>/seed<SEED>/          new-class accuracy (--eval-only)
+#   $DPL_OUTPUT/base2new/test_base/<DATASET>/S/DPL/<TRAIN_CFG>/seed<SEED>/         only with DPL_TEST_BASE=1
+# Evaluations load the last checkpoint of the training run. Finished stages are skipped
+# (an evaluation is finished once its log has '=> result' and an accuracy); unfinished
+# training resumes in its folder and an unfinished evaluation runs again.
+set -euo pipefail
+
+USAGE="usage: DATA=/path/to/datasets bash $0 DATASET SEED [SHOTS=16] [SEARCH_CFG] [TRAIN_CFG] [-- KEY VALUE ...]"
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+dpl_split_args 5 "$@"
+dpl_init "${BASH_SOURCE[0]}"
+
+if ((${#POSITIONAL[@]} < 2)); then
+  dpl_usage_error "DATASET and SEED are required"
+fi
+DATASET=${POSITIONAL[0]}
+SEED=${POSITIONAL[1]}
+SHOTS=${POSITIONAL[2]:-16}
+SEARCH_CFG=${POSITIONAL[3]:-vit_b16_ep20_batch4_b2n}
+TRAIN_CFG=${POSITIONAL[4]:-vit_b16_ep10_batch4_b2n}
+dpl_check_dataset "$DATASET"
+dpl_check_int SEED "$SEED" 0
+dpl_check_int SHOTS "$SHOTS" 1
+dpl_check_cfg DPLSearch "$SEARCH_CFG"
+dpl_check_cfg DPL "$TRAIN_CFG"
+case ${DPL_TEST_BASE:-0} in
+  0 | 1) ;;
+  *) dpl_usage_error "DPL_TEST_BASE must be 0 or 1, got '$DPL_TEST_BASE'" ;;
+esac
+dpl_require_data
+
+RUN=$DATASET/shots_$SHOTS
+SEARCH_DIR=$DPL_OUTPUT/base2new/train_base/$RUN/DPLSearch/$SEARCH_CFG/seed$SEED
+TRAIN_DIR=$DPL_OUTPUT/base2new/train_base/$RUN/DPL/$TRAIN_CFG/seed$SEED
+ARCH=(TRAINER.DPL.ARCH_FILE "$SEARCH_DIR/arch.json")
+COMMON=(--root "$DATA" --seed "$SEED" --dataset-config-file "configs/datasets/$DATASET.yaml")
+DPL_ARGS=("${COMMON[@]}" --trainer DPL --config-file "configs/trainers/DPL/$TRAIN_CFG.yaml")
+
+dpl_search "search $DATASET base classes, seed $SEED" "$SEARCH_DIR" \
+  "${COMMON[@]}" --trainer DPLSearch --config-file "configs/trainers/DPLSearch/$SEARCH_CFG.yaml" \
+  DATASET.NUM_SHOTS "$SHOTS" DATASET.SUBSAMPLE_CLASSES base ${OVERRIDES[@]+"${OVERRIDES[@]}"}
+
+dpl_train "train $DATASET base classes, seed $SEED" "$TRAIN_DIR" "${DPL_ARGS[@]}" \
+  DATASET.NUM_SHOTS "$SHOTS" DATASET.SUBSAMPLE_CLASSES base "${ARCH[@]}" ${OVERRIDES[@]+"${OVERRIDES[@]}"}
+
+SPLITS=(new)
+if [[ ${DPL_TEST_BASE:-0} == 1 ]]; then
+  SPLITS=(base new)
+fi
+for split in "${SPLITS[@]}"; do
+  dpl_eval "evaluate $DATASET $split classes, seed $SEED" \
+    "$DPL_OUTPUT/base2new/test_$split/$RUN/DPL/$TRAIN_CFG/seed$SEED" "$TRAIN_DIR" "${DPL_ARGS[@]}" \
+    DATASET.NUM_SHOTS "$SHOTS" DATASET.SUBSAMPLE_CLASSES "$split" "${ARCH[@]}" ${OVERRIDES[@]+"${OVERRIDES[@]}"}
+done

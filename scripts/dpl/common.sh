@@ -1,0 +1,235 @@
+# Helpers shared by the DPL launchers in this folder. Sourced by them; not a launcher itself.
+#
+# Conventions of every launcher:
+#   - it moves to the repository root, two folders above this one, so `train.py` and
+#     `configs/` resolve the same way in this repository and in a CoOp/MaPLe checkout that
+#     holds these scripts in `scripts/dpl/`;
+#   - environment: DATA (dataset root, required), PYTHON (interpreter, default `python`),
+#     DPL_OUTPUT (output root, default `output` in the repository root);
+#   - the arguments after `--` go to train.py unchanged as KEY VALUE config overrides, after
+#     the launcher's own keys (so they win);
+#   - a finished stage is skipped; an unfinished one is started again in the same folder,
+#     where train.py resumes from the last checkpoint (an evaluation simply runs again).
+
+FINISH_MARK="Finish training"  # printed by Dassl at the end of training
+RESULT_MARK="=> result"        # printed by Dassl's evaluator before '* accuracy: X%'
+
+dpl_die() {
+  echo "error: $*" >&2
+  exit 2
+}
+
+# Print the launcher's USAGE text and an error, then exit.
+dpl_usage_error() {
+  echo "$USAGE" >&2
+  dpl_die "$*"
+}
+
+# Absolute form of a path given relative to the caller's working directory, without `..`
+# when the folder (or its parent) exists.
+dpl_abspath() {
+  if [[ -d $1 ]]; then
+    (cd "$1" && pwd)
+  elif [[ -d $(dirname "$1") ]]; then
+    printf '%s/%s\n' "$(cd "$(dirname "$1")" && pwd)" "$(basename "$1")"
+  else
+    case $1 in
+      /*) printf '%s\n' "$1" ;;
+      *) printf '%s\n' "$PWD/$1" ;;
+    esac
+  fi
+}
+
+# dpl_init SCRIPT_PATH: resolve the environment against the caller's directory, then cd to
+# the repository root DPL_ROOT (this folder is DPL_SCRIPTS). DATA, PYTHON and a given
+# DPL_OUTPUT are exported in absolute form, so launchers calling launchers see the same values.
+dpl_init() {
+  DPL_SCRIPTS=$(cd "$(dirname "$1")" && pwd)
+  DPL_ROOT=$(cd "$DPL_SCRIPTS/../.." && pwd)
+  PYTHON=${PYTHON:-python}
+  if [[ -n ${DATA:-} ]]; then
+    DATA=$(dpl_abspath "$DATA")
+  fi
+  export DATA PYTHON
+  if [[ -n ${DPL_OUTPUT:-} ]]; then
+    export DPL_OUTPUT
+    DPL_OUTPUT=$(dpl_abspath "$DPL_OUTPUT")
+  else
+    DPL_OUTPUT=output  # not exported: launchers called from here choose the same default
+  fi
+  cd "$DPL_ROOT"
+  if [[ ! -f train.py ]]; then
+    dpl_die "no train.py in $DPL_ROOT; keep this script in <repository>/scripts/dpl/"
+  fi
+}
+
+# dpl_split_args MAX_POSITIONAL ARG...: sets the arrays POSITIONAL (before `--`) and
+# OVERRIDES (after `--`), checking their counts.
+dpl_split_args() {
+  local max=$1
+  shift
+  POSITIONAL=()
+  OVERRIDES=()
+  while (($#)); do
+    if [[ $1 == -- ]]; then
+      shift
+      OVERRIDES=("$@")
+      break
+    fi
+    if [[ $1 =~ ^[A-Z][A-Z0-9_]*\.[A-Z0-9_.]+$ ]]; then
+      dpl_usage_error "'$1' looks like a config key: put KEY VALUE overrides after '--'"
+    fi
+    POSITIONAL+=("$1")
+    shift
+  done
+  if ((${#POSITIONAL[@]} > max)); then
+    dpl_usage_error "expected at most $max arguments before '--', got ${#POSITIONAL[@]}: ${POSITIONAL[*]}"
+  fi
+  if ((${#OVERRIDES[@]} % 2)); then
+    dpl_usage_error "the overrides after '--' must be KEY VALUE pairs, got an odd number of words (${#OVERRIDES[@]}): ${OVERRIDES[*]}"
+  fi
+}
+
+# dpl_check_int NAME VALUE MIN
+dpl_check_int() {
+  if [[ ! $2 =~ ^[0-9]+$ ]] || ((10#$2 < $3)); then
+    dpl_usage_error "$1 must be an integer >= $3, got '$2'"
+  fi
+}
+
+# dpl_check_dataset NAME: a dataset config configs/datasets/NAME.yaml must exist.
+dpl_check_dataset() {
+  if [[ ! -f configs/datasets/$1.yaml ]]; then
+    dpl_usage_error "unknown dataset '$1': no configs/datasets/$1.yaml in $DPL_ROOT; known: $(dpl_list_yaml configs/datasets)"
+  fi
+}
+
+# dpl_check_cfg TRAINER CFG: a trainer config configs/trainers/TRAINER/CFG.yaml must exist.
+dpl_check_cfg() {
+  if [[ ! -f configs/trainers/$1/$2.yaml ]]; then
+    dpl_usage_error "unknown $1 config '$2': no configs/trainers/$1/$2.yaml; known: $(dpl_list_yaml "configs/trainers/$1")"
+  fi
+}
+
+# Names of the yaml files in a folder, without extension, on one line.
+dpl_list_yaml() {
+  local f names=()
+  for f in "$1"/*.yaml; do
+    if [[ -f $f ]]; then
+      f=${f##*/}
+      names+=("${f%.yaml}")
+    fi
+  done
+  echo "${names[*]:-none}"
+}
+
+# DATA must name an existing folder (the datasets live below it).
+dpl_require_data() {
+  if [[ -z ${DATA:-} ]]; then
+    dpl_die "DATA is not set: export DATA=/path/to/datasets (the folder holding eurosat/, imagenet/, ...; see configs/datasets/*.yaml)"
+  fi
+  if [[ ! -d $DATA ]]; then
+    dpl_die "DATA=$DATA is not a folder: point DATA at the folder holding the datasets"
+  fi
+}
+
+# The log files Dassl wrote in a run folder: log.txt, then log.txt-<timestamp> per restart.
+dpl_logs() {
+  local logs
+  shopt -s nullglob
+  logs=("$1"/log.txt*)
+  shopt -u nullglob
+  if ((${#logs[@]})); then
+    printf '%s\n' "${logs[@]}"
+  fi
+}
+
+# dpl_train_finished DIR: some log in DIR says training finished.
+dpl_train_finished() {
+  local log
+  while IFS= read -r log; do
+    if grep -qF -- "$FINISH_MARK" "$log"; then
+      return 0
+    fi
+  done < <(dpl_logs "$1")
+  return 1
+}
+
+# dpl_eval_finished DIR: some log in DIR has '=> result' followed by '* accuracy: X%'.
+dpl_eval_finished() {
+  local log
+  while IFS= read -r log; do
+    if awk -v mark="$RESULT_MARK" '$0 == mark { seen = 1 } seen && /^\* accuracy: / { found = 1 } END { exit !found }' "$log"; then
+      return 0
+    fi
+  done < <(dpl_logs "$1")
+  return 1
+}
+
+# dpl_last_epoch DIR: the highest N among DIR/<model>/model.pth.tar-N (the final checkpoint
+# of a finished run, whatever OPTIM.MAX_EPOCH the run was given).
+dpl_last_epoch() {
+  local f n best=0
+  for f in "$1"/*/model.pth.tar-*; do
+    n=${f##*-}
+    if [[ -f $f && $n =~ ^[0-9]+$ ]] && ((n > best)); then
+      best=$n
+    fi
+  done
+  if ((best == 0)); then
+    dpl_die "no checkpoint <model>/model.pth.tar-<epoch> in $1 to evaluate"
+  fi
+  echo "$best"
+}
+
+# dpl_train LABEL DIR TRAIN_PY_ARG...: train into DIR unless a finished run is there.
+dpl_train() {
+  local label=$1 dir=$2
+  shift 2
+  if dpl_train_finished "$dir"; then
+    echo "[skip] $label: finished run in $dir"
+    return 0
+  fi
+  if [[ -d $dir ]]; then
+    echo "[resume] $label: unfinished run in $dir; running again there (train.py resumes from its last checkpoint)"
+  else
+    echo "[run] $label -> $dir"
+  fi
+  "$PYTHON" train.py --output-dir "$dir" "$@"
+  if ! dpl_train_finished "$dir"; then
+    dpl_die "$label: train.py returned but no log in $dir says '$FINISH_MARK'"
+  fi
+}
+
+# dpl_search LABEL DIR TRAIN_PY_ARG...: as dpl_train, and the folder must end with arch.json.
+dpl_search() {
+  local label=$1 dir=$2
+  dpl_train "$@"
+  if [[ ! -f $dir/arch.json ]]; then
+    dpl_die "$label: $dir finished without arch.json; delete the folder to search again"
+  fi
+}
+
+# dpl_eval LABEL DIR MODEL_DIR TRAIN_PY_ARG...: evaluate the final checkpoint of the finished
+# run in MODEL_DIR into DIR unless DIR already has a result.
+dpl_eval() {
+  local label=$1 dir=$2 model_dir=$3 epoch
+  shift 3
+  if dpl_eval_finished "$dir"; then
+    echo "[skip] $label: result already in $dir"
+    return 0
+  fi
+  if ! dpl_train_finished "$model_dir"; then
+    dpl_die "$label: the model in $model_dir has not finished training"
+  fi
+  epoch=$(dpl_last_epoch "$model_dir")
+  if [[ -d $dir ]]; then
+    echo "[rerun] $label: no result in $dir yet; evaluating again"
+  else
+    echo "[run] $label -> $dir"
+  fi
+  "$PYTHON" train.py --output-dir "$dir" --eval-only --model-dir "$model_dir" --load-epoch "$epoch" "$@"
+  if ! dpl_eval_finished "$dir"; then
+    dpl_die "$label: train.py returned but no log in $dir has '$RESULT_MARK' and an accuracy"
+  fi
+}

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Few-shot DPL on one dataset and seed: search the architecture, then train it.
+#
+#   DATA=/path/to/datasets bash scripts/dpl/few_shot.sh DATASET SEED [SHOTS] [SEARCH_CFG] [TRAIN_CFG] [-- KEY VALUE ...]
+#
+#   DATASET     name of a configs/datasets/<DATASET>.yaml, e.g. eurosat, imagenet
+#   SEED        random seed (the papers report seeds 1 2 3)
+#   SHOTS       training images per class (default 16)
+#   SEARCH_CFG  configs/trainers/DPLSearch/<SEARCH_CFG>.yaml (default vit_b16_ep60_batch4)
+#   TRAIN_CFG   configs/trainers/DPL/<TRAIN_CFG>.yaml (default vit_b16_ep40_batch4)
+#   -- KEY VALUE ...  config overrides for both stages, passed to train.py as they are,
+#                     e.g. -- TRAINER.DPL.CLIP_CHECKPOINT /models/ViT-B-16.pt
+#
+# Optional arguments are positional: to give TRAIN_CFG, give SHOTS and SEARCH_CFG too.
+# Environment: DATA (required), PYTHON (default python), DPL_OUTPUT (default output).
+#
+# Output (CoOp layout; the training stage reads the search's arch.json):
+#   $DPL_OUTPUT/<DATASET>/DPLSearch/<SEARCH_CFG>_<SHOTS>shots/seed<SEED>/  log.txt arch.json alpha_history.jsonl
+#   $DPL_OUTPUT/<DATASET>/DPL/<TRAIN_CFG>_<SHOTS>shots/seed<SEED>/         log.txt (test accuracy at the end)
+# A stage whose log says 'Finish training' is skipped; an unfinished one resumes in its folder.
+# Paths inside overrides are read from the repository root (the script runs there).
+set -euo pipefail
+
+USAGE="usage: DATA=/path/to/datasets bash $0 DATASET SEED [SHOTS=16] [SEARCH_CFG] [TRAIN_CFG] [-- KEY VALUE ...]"
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+dpl_split_args 5 "$@"
+dpl_init "${BASH_SOURCE[0]}"
+
+if ((${#POSITIONAL[@]} < 2)); then
+  dpl_usage_error "DATASET and SEED are required"
+fi
+DATASET=${POSITIONAL[0]}
+SEED=${POSITIONAL[1]}
+SHOTS=${POSITIONAL[2]:-16}
+SEARCH_CFG=${POSITIONAL[3]:-vit_b16_ep60_batch4}
+TRAIN_CFG=${POSITIONAL[4]:-vit_b16_ep40_batch4}
+dpl_check_dataset "$DATASET"
+dpl_check_int SEED "$SEED" 0
+dpl_check_int SHOTS "$SHOTS" 1
+dpl_check_cfg DPLSearch "$SEARCH_CFG"
+dpl_check_cfg DPL "$TRAIN_CFG"
+dpl_require_data
+
+SEARCH_DIR=$DPL_OUTPUT/$DATASET/DPLSearch/${SEARCH_CFG}_${SHOTS}shots/seed$SEED
+TRAIN_DIR=$DPL_OUTPUT/$DATASET/DPL/${TRAIN_CFG}_${SHOTS}shots/seed$SEED
+COMMON=(--root "$DATA" --seed "$SEED" --dataset-config-file "configs/datasets/$DATASET.yaml")
+
+dpl_search "search $DATASET seed $SEED, $SHOTS shots" "$SEARCH_DIR" \
+  "${COMMON[@]}" --trainer DPLSearch --config-file "configs/trainers/DPLSearch/$SEARCH_CFG.yaml" \
+  DATASET.NUM_SHOTS "$SHOTS" ${OVERRIDES[@]+"${OVERRIDES[@]}"}
+
+dpl_train "train $DATASET seed $SEED, $SHOTS shots" "$TRAIN_DIR" \
+  "${COMMON[@]}" --trainer DPL --config-file "configs/trainers/DPL/$TRAIN_CFG.yaml" \
+  DATASET.NUM_SHOTS "$SHOTS" TRAINER.DPL.ARCH_FILE "$SEARCH_DIR/arch.json" ${OVERRIDES[@]+"${OVERRIDES[@]}"}

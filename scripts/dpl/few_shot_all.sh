@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Few-shot DPL on the 11 datasets of the paper, for every seed and shot count (few_shot.sh each).
+#
+#   DATA=/path/to/datasets bash scripts/dpl/few_shot_all.sh [SEEDS] [SHOTS] [-- KEY VALUE ...]
+#
+#   SEEDS  space-separated seeds, one argument (default "1 2 3")
+#   SHOTS  space-separated shot counts, one argument (default "1 2 4 8 16")
+#   -- KEY VALUE ...  config overrides passed to every run
+#
+# Environment: DATA (required), PYTHON, DPL_OUTPUT (as few_shot.sh), and DPL_DATASETS to
+# replace the list of datasets (default: the 11 below).
+# Finished runs are skipped and unfinished ones resumed, so an interrupted loop is continued
+# by running the same command again. The loop stops at the first failing run.
+set -euo pipefail
+
+USAGE="usage: DATA=/path/to/datasets bash $0 [SEEDS=\"1 2 3\"] [SHOTS=\"1 2 4 8 16\"] [-- KEY VALUE ...]"
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+dpl_split_args 2 "$@"
+dpl_init "${BASH_SOURCE[0]}"
+
+read -r -a SEEDS <<<"${POSITIONAL[0]:-1 2 3}"
+read -r -a SHOT_LIST <<<"${POSITIONAL[1]:-1 2 4 8 16}"
+read -r -a DATASETS <<<"${DPL_DATASETS:-imagenet caltech101 oxford_pets stanford_cars oxford_flowers food101 fgvc_aircraft sun397 dtd eurosat ucf101}"
+if ((${#SEEDS[@]} == 0 || ${#SHOT_LIST[@]} == 0 || ${#DATASETS[@]} == 0)); then
+  dpl_usage_error "SEEDS, SHOTS and DPL_DATASETS must not be empty"
+fi
+# Check everything before the first (possibly hours-long) run starts.
+for seed in "${SEEDS[@]}"; do dpl_check_int SEED "$seed" 0; done
+for shots in "${SHOT_LIST[@]}"; do dpl_check_int SHOTS "$shots" 1; done
+for dataset in "${DATASETS[@]}"; do dpl_check_dataset "$dataset"; done
+dpl_require_data
+
+for shots in "${SHOT_LIST[@]}"; do
+  for dataset in "${DATASETS[@]}"; do
+    for seed in "${SEEDS[@]}"; do
+      bash "$DPL_SCRIPTS/few_shot.sh" "$dataset" "$seed" "$shots" -- ${OVERRIDES[@]+"${OVERRIDES[@]}"}
+    done
+  done
+done
