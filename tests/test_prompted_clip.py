@@ -58,7 +58,8 @@ def test_zero_length_prompts_are_vanilla_clip(clip_model, tokens, images):
         short = truncate_tokens(tokens)
         assert short.shape[1] < tokens.shape[1]
         torch.testing.assert_close(model.encode_text(short), expected_text, rtol=1e-5, atol=1e-5)
-        torch.testing.assert_close(model.encode_text(short, chunk_size=3), expected_text, rtol=1e-5, atol=1e-5)
+        for chunk_size in (1, 3):
+            torch.testing.assert_close(model.encode_text(short, chunk_size), expected_text, rtol=1e-5, atol=1e-5)
 
 
 def test_truncate_tokens_keeps_every_eot(tokens):
@@ -158,15 +159,20 @@ def test_supernet_rejects_mismatched_modules(clip_model):
         PromptedCLIP.fixed(clip_model, wrong)
 
 
-def test_activation_checkpointing_gives_same_gradients(clip_model, tokens, images):
-    short = truncate_tokens(tokens)
-    grads = []
-    for checkpointing in (False, True):
+@pytest.mark.parametrize("mode", ["blocks", "chunks"])
+def test_recomputation_gives_same_values_and_gradients(clip_model, tokens, images, mode):
+    """Length-sorted chunks, recomputed chunks and checkpointed blocks change nothing but memory."""
+    results = []
+    for recompute in (False, True):
         supernet = random_supernet(clip_model, seed=5)
-        supernet.activation_checkpointing = checkpointing
-        supernet(images, short, chunk_size=2).logsumexp(-1).sum().backward()
-        grads.append([p.grad.clone() for p in supernet.prompt_parameters()])
-    for plain, recomputed in zip(*grads):
+        supernet.activation_checkpointing = recompute and mode == "blocks"
+        logits = supernet(images, tokens, chunk_size=3 if mode == "chunks" else 0, recompute_chunks=recompute)
+        logits.logsumexp(-1).sum().backward()
+        results.append((logits.detach(), [p.grad.clone() for p in supernet.prompt_parameters()]))
+    reference = random_supernet(clip_model, seed=5)(images, truncate_tokens(tokens))
+    for logits, _ in results:
+        torch.testing.assert_close(logits, reference, rtol=1e-5, atol=1e-5)
+    for plain, recomputed in zip(results[0][1], results[1][1]):
         torch.testing.assert_close(plain, recomputed, rtol=1e-5, atol=1e-7)
 
 

@@ -36,8 +36,11 @@ from trainers.dpl_core.prompted_clip import PromptedCLIP, truncate_tokens
 # files without editing its extend_cfg; keys the host defines are left untouched.
 add_dpl_config(dassl.config.cfg_default)
 
-# Chunk size used when TRAINER.DPL.CLASS_CHUNK_SIZE is 0 (automatic).
-AUTO_CLASS_CHUNK = 128
+# Automatic class chunking (TRAINER.DPL.CLASS_CHUNK_SIZE 0): chunks of this many length-sorted
+# class prompts, recomputed in backward once there are more classes than RECOMPUTE_ABOVE_CLASSES
+# (the text tower's activations grow with the class count; ~8 MB per class for ViT-B/16, t=6).
+AUTO_CLASS_CHUNK = 64
+RECOMPUTE_ABOVE_CLASSES = 256
 SCHEDULERS = ("cosine", "single_step", "multi_step")
 WARMUP_TYPES = ("constant", "linear")
 
@@ -132,6 +135,7 @@ class DPLTrainerBase(TrainerX):
         self.class_tokens = self.build_class_tokens()
         chunk = self.cfg.TRAINER.DPL.CLASS_CHUNK_SIZE
         self.class_chunk_size = chunk if chunk > 0 else AUTO_CLASS_CHUNK
+        self.recompute_chunks = self.class_tokens.shape[1] > RECOMPUTE_ABOVE_CLASSES
         self._eval_text_features = None
         learned = sum(p.numel() for p in model.parameters() if p.requires_grad)
         print(f"# learned parameters: {learned:,} (CLIP frozen, precision {self.precision})")
@@ -145,7 +149,9 @@ class DPLTrainerBase(TrainerX):
     def encode_classes(self, model: PromptedCLIP | None = None) -> Tensor:
         """``[classes, embed_dim]`` class features; several templates are averaged after normalising."""
         model = model or self.model
-        features = [model.encode_text(tokens, self.class_chunk_size) for tokens in self.class_tokens]
+        features = [
+            model.encode_text(tokens, self.class_chunk_size, self.recompute_chunks) for tokens in self.class_tokens
+        ]
         if len(features) == 1:
             return features[0]
         return torch.stack([F.normalize(f.float(), dim=-1) for f in features]).mean(0)

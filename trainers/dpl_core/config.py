@@ -14,7 +14,7 @@ def _dpl_node() -> CN:
     node.PREC = "fp32"  # fp32 | fp16 (CLIP weights in half) | amp (autocast); CPU runs always use fp32
     node.PROMPT_INIT_STD = 0.02  # every prompt vector starts as N(0, std^2), in search and training
     node.TEXT_TEMPLATES = ["a photo of a {}."]  # class prompt templates; several = feature-level ensemble
-    node.CLASS_CHUNK_SIZE = 0  # encode at most this many class prompts at once; 0 = automatic
+    node.CLASS_CHUNK_SIZE = 0  # class prompts encoded per chunk, grouped by length; 0 = automatic (64)
     node.ACTIVATION_CHECKPOINTING = False  # recompute block activations in backward to save memory
     node.CLIP_CHECKPOINT = ""  # local CLIP file (JIT archive or state dict); "" = find by backbone name
     node.CLIP_CACHE_DIR = ""  # directory of downloaded CLIP weights; "" = ~/.cache/clip

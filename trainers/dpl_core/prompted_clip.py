@@ -358,25 +358,36 @@ class PromptedCLIP(nn.Module):
                 x = run_block(block, x, key_mask, block_prompts, segments, weights)
         return x
 
-    def encode_text(self, tokens: Tensor, chunk_size: int = 0) -> Tensor:
+    def encode_text(self, tokens: Tensor, chunk_size: int = 0, recompute_chunks: bool = False) -> Tensor:
         """Text features, unnormalised.
 
         Args:
             tokens: ``[classes, n]`` token ids; ``n`` may be shorter than the context length
                 (see :func:`truncate_tokens`) as long as every row holds its EOT token.
-            chunk_size: encode at most this many rows at a time (0 = all at once). When
-                gradients are recorded, each chunk's activations are recomputed in backward
-                instead of being kept, so memory is bounded by one chunk for any class count.
+            chunk_size: 0 encodes all rows at once. Otherwise rows are sorted by length and
+                encoded ``chunk_size`` at a time, each chunk cut after its own last EOT token:
+                short prompts stop paying for the longest one (exact, by the causal mask).
+            recompute_chunks: when gradients are recorded, keep no activations of a chunk but
+                recompute them in backward, so memory is bounded by one chunk for any class count.
 
         Returns:
             ``[classes, embed_dim]``.
         """
         if not 0 < chunk_size < tokens.shape[0]:
             return self._encode_text(tokens)
-        chunks = tokens.split(chunk_size)
-        if torch.is_grad_enabled():
-            return torch.cat([checkpoint(self._encode_text, chunk, use_reentrant=False) for chunk in chunks])
-        return torch.cat([self._encode_text(chunk) for chunk in chunks])
+        lengths = tokens.argmax(dim=-1) + 1
+        order = torch.argsort(lengths)
+        bounds = lengths[order].split(chunk_size)
+        longest = [int(b) for b in torch.stack([b.max() for b in bounds]).tolist()]  # one host sync
+        recompute = recompute_chunks and torch.is_grad_enabled()
+        features = []
+        for index, length in zip(order.split(chunk_size), longest):
+            chunk = tokens[index, :length]
+            if recompute:
+                features.append(checkpoint(self._encode_text, chunk, use_reentrant=False))
+            else:
+                features.append(self._encode_text(chunk))
+        return torch.cat(features)[torch.argsort(order)]
 
     def _encode_text(self, tokens: Tensor) -> Tensor:
         model = self.clip_model
@@ -413,6 +424,6 @@ class PromptedCLIP(nn.Module):
         text_features = F.normalize(text_features.float(), dim=-1)
         return self.clip_model.logit_scale.exp().float() * image_features @ text_features.t()
 
-    def forward(self, images: Tensor, tokens: Tensor, chunk_size: int = 0) -> Tensor:
+    def forward(self, images: Tensor, tokens: Tensor, chunk_size: int = 0, recompute_chunks: bool = False) -> Tensor:
         """``[batch, classes]`` logits of ``images`` against the class prompts ``tokens``."""
-        return self.logits(self.encode_image(images), self.encode_text(tokens, chunk_size))
+        return self.logits(self.encode_image(images), self.encode_text(tokens, chunk_size, recompute_chunks))
