@@ -57,7 +57,6 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import logging
 import multiprocessing
@@ -85,15 +84,15 @@ for _path in (ROOT, ROOT / "tests"):  # the core package, and the naive referenc
 import reference_supernet  # noqa: E402
 
 from trainers.dpl_core.architecture import PromptArchitecture  # noqa: E402
-from trainers.dpl_core.prompted_clip import PromptedCLIP, truncate_tokens  # noqa: E402
+from trainers.dpl_core.prompted_clip import (  # noqa: E402
+    AUTO_CLASS_CHUNK,
+    RECOMPUTE_ABOVE_CLASSES,
+    PromptedCLIP,
+    truncate_tokens,
+)
 
 logger = logging.getLogger("benchmark")
 
-# The trainers' text chunking (trainers/dpl_common.py, which cannot be imported without Dassl):
-# chunks of AUTO_CLASS_CHUNK class prompts when TRAINER.DPL.CLASS_CHUNK_SIZE is 0, recomputed in
-# backward above RECOMPUTE_ABOVE_CLASSES classes. Keep these equal to theirs.
-AUTO_CHUNK_SIZE = 64
-RECOMPUTE_ABOVE_CLASSES = 256
 
 # clip.model.CLIP(embed_dim, image_resolution, vision_layers, vision_width, vision_patch_size,
 #                 context_length, vocab_size, transformer_width, transformer_heads, transformer_layers)
@@ -294,9 +293,6 @@ def _candidate_lists(model: PromptedCLIP, tower: str) -> tuple[list[list[Tensor]
     return views, model.arch_weights.mixture(tower)
 
 
-# The reference builds its text key mask with a Python double loop (~15 ms per call at 77
-# tokens, t+1 calls per block): cache it so the naive rows time attention, not mask building.
-reference_supernet._text_key_mask = functools.lru_cache(maxsize=None)(reference_supernet._text_key_mask)
 
 
 def naive_features(model: PromptedCLIP, images: Tensor, tokens: Tensor) -> tuple[Tensor, Tensor]:
@@ -715,9 +711,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="above this many classes only the fast search and training steps run (and evaluation), "
                         "with --large-repeats timed steps")
     parser.add_argument("--large-repeats", type=int, default=1, help="timed steps per row above --large-above")
-    parser.add_argument("--chunk-size", type=int, default=AUTO_CHUNK_SIZE,
+    parser.add_argument("--chunk-size", type=int, default=AUTO_CLASS_CHUNK,
                         help="class prompts per text chunk in the fast rows; 0 = all at once "
-                        f"(default: {AUTO_CHUNK_SIZE}, the trainers' automatic TRAINER.DPL.CLASS_CHUNK_SIZE)")
+                        f"(default: {AUTO_CLASS_CHUNK}, the trainers' automatic TRAINER.DPL.CLASS_CHUNK_SIZE)")
     parser.add_argument("--recompute-above", type=int, default=RECOMPUTE_ABOVE_CLASSES,
                         help="above this many classes the fast steps recompute each text chunk in backward instead of "
                         f"keeping its activations (default: {RECOMPUTE_ABOVE_CLASSES}, as the trainers)")

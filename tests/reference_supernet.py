@@ -18,10 +18,8 @@ from torch import Tensor, nn
 def _text_key_mask(length: int, num_prompts: int, dtype: torch.dtype, device: torch.device) -> Tensor:
     """``[N, N + c]`` additive mask for keys ``[SOT ; P ; x_1..x_{N-1}]``: causal among real tokens."""
     mask = torch.zeros(length, length + num_prompts, dtype=dtype, device=device)
-    for query in range(length):
-        for real in range(1, length):
-            if real > query:
-                mask[query, num_prompts + real] = float("-inf")
+    later = torch.ones(length, length, dtype=torch.bool, device=device).triu(1)  # real key after the query
+    mask[:, num_prompts:] = mask[:, num_prompts:].masked_fill(later, float("-inf"))
     return mask
 
 

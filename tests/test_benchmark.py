@@ -79,7 +79,7 @@ def test_plan_reduces_or_skips_the_naive_way_for_many_classes():
     assert large == [("search", "supernet", 1, True), ("train", "searched", 1, True), ("eval", "once", 1, False),
                      ("eval", "naive", 1, False)]
     assert not any(m.recompute_chunks for m in rows if m.classes <= benchmark.RECOMPUTE_ABOVE_CLASSES)
-    assert all(m.chunk_size == (0 if m.way in ("naive", "supernet-77") else benchmark.AUTO_CHUNK_SIZE) for m in rows)
+    assert all(m.chunk_size == (0 if m.way in ("naive", "supernet-77") else benchmark.AUTO_CLASS_CHUNK) for m in rows)
 
 
 def test_class_names_are_distinct_and_vary_in_length():

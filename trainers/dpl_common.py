@@ -30,17 +30,17 @@ from torch import Tensor, nn
 
 from trainers.dpl_core.clip_loader import load_clip
 from trainers.dpl_core.config import PRECISIONS, add_dpl_config
-from trainers.dpl_core.prompted_clip import PromptedCLIP, truncate_tokens
+from trainers.dpl_core.prompted_clip import (
+    AUTO_CLASS_CHUNK,
+    RECOMPUTE_ABOVE_CLASSES,
+    PromptedCLIP,
+    truncate_tokens,
+)
 
 # Our keys join Dassl's defaults on import, so a host checkout's train.py can merge our yaml
 # files without editing its extend_cfg; keys the host defines are left untouched.
 add_dpl_config(dassl.config.cfg_default)
 
-# Automatic class chunking (TRAINER.DPL.CLASS_CHUNK_SIZE 0): chunks of this many length-sorted
-# class prompts, recomputed in backward once there are more classes than RECOMPUTE_ABOVE_CLASSES
-# (the text tower's activations grow with the class count; ~8 MB per class for ViT-B/16, t=6).
-AUTO_CLASS_CHUNK = 64
-RECOMPUTE_ABOVE_CLASSES = 256
 SCHEDULERS = ("cosine", "single_step", "multi_step")
 WARMUP_TYPES = ("constant", "linear")
 

@@ -36,6 +36,12 @@ from .architecture import PromptArchitecture
 
 TOWERS = ("text", "image")
 
+# Automatic class chunking (TRAINER.DPL.CLASS_CHUNK_SIZE 0): chunks of this many length-sorted
+# class prompts, recomputed in backward once there are more classes than RECOMPUTE_ABOVE_CLASSES
+# (the text tower's activations grow with the class count; ~8 MB per class for ViT-B/16, t=6).
+AUTO_CLASS_CHUNK = 64
+RECOMPUTE_ABOVE_CLASSES = 256
+
 
 def tower_blocks(clip_model: nn.Module, tower: str) -> nn.ModuleList:
     """The residual blocks of ``tower`` (``"text"`` or ``"image"``) of a ViT CLIP."""
