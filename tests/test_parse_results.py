@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import logging
 import math
@@ -14,18 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from scripts import parse_results as pr
+
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "parse_results.py"
-
-
-def _load_script():
-    spec = importlib.util.spec_from_file_location("parse_results", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["parse_results"] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
-
-
-pr = _load_script()
 
 
 # ----------------------------------------------------------------------------- log writers

@@ -2,29 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "plot_search.py"
-
-
-def _load_script():
-    spec = importlib.util.spec_from_file_location("plot_search", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["plot_search"] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
-
-
-ps = _load_script()
+from scripts import plot_search as ps
 
 CANDIDATES = [0, 1, 2, 3]
 

@@ -60,9 +60,6 @@ class DPL(DPLTrainerBase):
             activation_checkpointing=cfg.TRAINER.DPL.ACTIVATION_CHECKPOINTING,
         )
         self.setup_model(model)
-        prompts = torch.nn.ModuleDict({"text": model.text_prompts, "image": model.image_prompts})
-        optim, sched = self.build_optim_sched(prompts)
-        self.register_model("prompt_learner", prompts, optim, sched)
         self.teacher_text_features = None
         if cfg.TRAINER.DPL.KD_WEIGHT > 0:
             self.build_teacher(clip_model)

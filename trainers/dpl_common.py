@@ -130,8 +130,11 @@ class DPLTrainerBase(TrainerX):
         return tokens[:, :, :length].to(self.device)
 
     def setup_model(self, model: PromptedCLIP) -> None:
-        """Place the model, tokenise the classes, and pick the class chunk size."""
+        """Place the model, tokenise the classes, pick the class chunk size, and register the
+        prompts of both towers as ``prompt_learner`` with Dassl's optimizer and our schedule."""
         self.model = model.to(self.device)
+        prompts = nn.ModuleDict({"text": model.text_prompts, "image": model.image_prompts})
+        self.register_model("prompt_learner", prompts, *self.build_optim_sched(prompts))
         self.class_tokens = self.build_class_tokens()
         chunk = self.cfg.TRAINER.DPL.CLASS_CHUNK_SIZE
         self.class_chunk_size = chunk if chunk > 0 else AUTO_CLASS_CHUNK

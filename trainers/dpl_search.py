@@ -129,9 +129,6 @@ class DPLSearch(DPLTrainerBase):
             activation_checkpointing=cfg.TRAINER.DPL.ACTIVATION_CHECKPOINTING,
         )
         self.setup_model(model)
-        prompts = torch.nn.ModuleDict({"text": model.text_prompts, "image": model.image_prompts})
-        optim, sched = self.build_optim_sched(prompts)
-        self.register_model("prompt_learner", prompts, optim, sched)
         alpha_optim = torch.optim.Adam(
             model.arch_weights.parameters(),
             lr=search.ALPHA_LR,
