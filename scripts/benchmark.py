@@ -41,13 +41,17 @@ The naive reference holds ``t + 1`` attention graphs of the full 77-token text p
 100 classes and 12 blocks it needs about 16 GB. Above ``--reduce-above`` classes the naive
 comparison therefore runs on ``--reduced-blocks`` blocks of both towers (the fast rows are
 repeated at that depth, so each ratio compares equal models; time and memory grow linearly
-with depth). Above ``--skip-naive-above`` classes the naive search and training steps are not
-run. A watchdog kills a row whose process exceeds ``--memory-limit-gib``. Evaluation rows use
-``--eval-blocks`` blocks (a 256-image pass at 12 blocks takes about two minutes on 2 cores).
+with depth; the fast rows' last block computes only the pooled position, which saves a
+larger share at reduced depth, so those ratios slightly favour the fast way). Above
+``--skip-naive-above`` classes the naive search and training steps are not run. A watchdog
+kills a row whose process exceeds ``--memory-limit-gib``. Evaluation rows run at full depth
+unless ``--eval-blocks`` says otherwise (a 256-image pass takes about two minutes on 2 cores).
+Their report also gives the bound that no text saving can pass: the naive pass's time over
+its time without the text encoding.
 
 Examples::
 
-    python scripts/benchmark.py                      # the full benchmark (about 10 minutes on 2 idle cores)
+    python scripts/benchmark.py                      # the full benchmark (about 25 minutes on 2 idle cores)
     python scripts/benchmark.py --quick              # 2 blocks, a few minutes
     python scripts/benchmark.py --rounds 3 --statistic min --json bench.json   # on a busy machine
     python scripts/benchmark.py --classes 100 --repeats 5 --json bench.json
@@ -293,8 +297,6 @@ def _candidate_lists(model: PromptedCLIP, tower: str) -> tuple[list[list[Tensor]
     return views, model.arch_weights.mixture(tower)
 
 
-
-
 def naive_features(model: PromptedCLIP, images: Tensor, tokens: Tensor) -> tuple[Tensor, Tensor]:
     """``(image, text)`` features of the reference implementation, with ``model``'s prompts and mixture."""
     lists = _candidate_lists if model.arch_weights is not None else _fixed_lists
@@ -452,8 +454,9 @@ def _measure_here(settings: Settings, m: Measurement, outputs_path: str | None) 
         text_length=work.text_length,
         mean_text_length=work.mean_text_length,
     )
-    if work.text_seconds:
+    if work.text_seconds:  # of the last step
         row["text_seconds"] = sum(work.text_seconds)
+        row["text_share"] = row["text_seconds"] / times[-1]
     if outputs_path:
         # The reference also gives empty gradients to length-0 prompts, which the fast way never touches.
         grads = {name: p.grad.cpu() for name, p in work.model.named_parameters() if p.grad is not None and p.numel()}
@@ -632,6 +635,21 @@ def targets(
     return found
 
 
+def evaluation_bounds(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per class count, the most any saving on text can speed up an evaluation pass.
+
+    The naive pass minus its text encoding is the image tower alone; no text shortcut can beat
+    ``naive time / (naive time - naive text time)``.
+    """
+    bounds = []
+    for row in rows:
+        if (row["stage"], row["way"], row["status"]) == ("eval", "naive", "ok") and "text_share" in row:
+            share = row["text_share"]
+            bound = 1 / (1 - share) if share < 1 else float("inf")
+            bounds.append(dict(classes=row["classes"], blocks=row["blocks"], text_share=share, bound=bound))
+    return bounds
+
+
 # ---------------------------------------------------------------------------------------
 # Report
 
@@ -651,9 +669,13 @@ def _what(row: dict[str, Any]) -> str:
 
 
 def report(
-    rows: Sequence[dict[str, Any]], comparisons: Sequence[dict[str, Any]], found: Sequence[dict[str, Any]], time_key: str
+    rows: Sequence[dict[str, Any]],
+    comparisons: Sequence[dict[str, Any]],
+    found: Sequence[dict[str, Any]],
+    time_key: str,
+    bounds: Sequence[dict[str, Any]] = (),
 ) -> str:
-    """The tables printed at the end of a run: every row, then the targets."""
+    """The tables printed at the end of a run: every row, the evaluation bounds, then the targets."""
     table = []
     for row in rows:
         ok = row["status"] == "ok"
@@ -684,6 +706,11 @@ def report(
             "(grads: worst learned tensor)."
         ),
     ]
+    for bound in bounds:
+        lines.append(
+            f"eval, {bound['classes']} classes, {bound['blocks']} blocks: the naive pass spends {bound['text_share']:.0%} "
+            f"of its time on text, so no text saving can make it more than {bound['bound']:.2f}x faster."
+        )
     if found:
         lines.append("")
         lines.append(tabulate([[t["issue"], t["target"], t["where"], f"{t['value']:.3g}", "yes" if t["holds"] else "NO"]
@@ -722,8 +749,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--eval-images", type=int, default=256, help="images of one evaluation pass")
     parser.add_argument("--eval-batch", type=int, default=100, help="images per test batch")
     parser.add_argument("--eval-blocks", type=int, default=None,
-                        help="blocks of the evaluation rows (default 2, --quick 1: 256 ViT-B/16 images take ~2 min "
-                        "at 12 blocks; image and text costs both grow linearly with depth)")
+                        help="blocks of the evaluation rows (default: all, --quick 1; 256 ViT-B/16 images take "
+                        "~2 min at 12 blocks)")
     parser.add_argument("--eval-repeats", type=int, default=1, help="timed evaluation passes per row")
     parser.add_argument("--reduce-above", type=int, default=10,
                         help="above this many classes the naive comparison runs on --reduced-blocks blocks")
@@ -750,7 +777,7 @@ def resolve_arguments(args: argparse.Namespace) -> int:
         depth, args.reduced_blocks = 2, 2
         args.eval_blocks = args.eval_blocks or 1
     depth = args.blocks or depth
-    args.eval_blocks = min(args.eval_blocks or 2, depth)
+    args.eval_blocks = min(args.eval_blocks or depth, depth)
     positive = ("blocks", "batch", "max_length", "repeats", "rounds", "large_repeats", "eval_images", "eval_batch",
                 "eval_blocks", "eval_repeats", "reduced_blocks", "threads")
     for name in positive:
@@ -807,7 +834,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     time_key = "seconds" if args.statistic == "median" else "best_seconds"
     found = targets(rows, comparisons, depth, time_key)
-    print(report(rows, comparisons, found, time_key))
+    bounds = evaluation_bounds(rows)
+    print(report(rows, comparisons, found, time_key, bounds))
     memory_method = next((row["memory_method"] for row in rows if row["status"] == "ok"), "")
     print(f"\nCLIP {'tiny' if args.tiny else 'ViT-B/16'} dimensions, random weights, fp32, {args.device}, "
           f"{args.threads} threads, batch {args.batch}, t = {args.max_length}, text chunks of {args.chunk_size or 'all'} "
@@ -817,7 +845,7 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"Total {time.perf_counter() - started:.0f} s.")
     if args.json:
         _write_json(args.json, dict(header, complete=True, memory_method=memory_method, rows=rows,
-                                    comparisons=comparisons, targets=found))
+                                    comparisons=comparisons, targets=found, evaluation_bounds=bounds))
     return 0
 
 
@@ -832,8 +860,9 @@ def merge_rounds(rounds: Sequence[dict[str, Any]]) -> dict[str, Any]:
     times = [t for row in rounds for t in row["all_seconds"]]
     merged = dict(rounds[-1], rounds=len(rounds), all_seconds=times, seconds=statistics.median(times),
                   best_seconds=min(times), peak_mib=max(row["peak_mib"] for row in rounds))
-    if "text_seconds" in merged:
-        merged["text_seconds"] = statistics.median(row["text_seconds"] for row in rounds)
+    for key in ("text_seconds", "text_share"):
+        if key in merged:
+            merged[key] = statistics.median(row[key] for row in rounds)
     return merged
 
 

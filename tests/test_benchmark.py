@@ -43,8 +43,21 @@ def test_main_writes_every_figure_and_fast_equals_naive(tmp_path, capsys):
     decided = {t["target"] for t in result["targets"]}
     assert "supernet / fixed-t time <= 1.4" in decided
     assert all(isinstance(t["holds"], bool) for t in result["targets"])
+    (bound,) = result["evaluation_bounds"]
+    assert bound["classes"] == 3 and 0 < bound["text_share"] < 1
+    assert bound["bound"] == pytest.approx(1 / (1 - bound["text_share"]))
     printed = capsys.readouterr().out
-    assert "supernet-77" in printed and "holds" in printed
+    assert "supernet-77" in printed and "holds" in printed and "no text saving can make it" in printed
+
+
+def test_evaluation_bound_is_the_naive_time_over_its_image_time():
+    rows = [
+        dict(stage="eval", way="once", classes=100, blocks=12, status="ok", text_share=0.01),
+        dict(stage="eval", way="naive", classes=100, blocks=12, status="ok", text_share=0.2),
+        dict(stage="eval", way="naive", classes=1000, blocks=12, status="killed"),
+    ]
+    (bound,) = benchmark.evaluation_bounds(rows)
+    assert (bound["classes"], bound["blocks"]) == (100, 12) and bound["bound"] == pytest.approx(1.25)
 
 
 def test_isolated_row_reports_its_peak_and_is_killed_over_the_limit(tmp_path):
@@ -68,7 +81,7 @@ def test_plan_reduces_or_skips_the_naive_way_for_many_classes():
     assert naive[("search", 10)] == naive[("train", 10)] == 12
     assert naive[("search", 100)] == naive[("train", 100)] == 4
     assert ("search", 1000) not in naive and ("train", 1000) not in naive
-    assert naive[("eval", 1000)] == args.eval_blocks == 2
+    assert naive[("eval", 1000)] == args.eval_blocks == 12
     # Every naive row has the fast row it is compared with at the same depth.
     for stage, fast in [("search", "supernet"), ("search", "supernet-77"), ("train", "searched")]:
         for classes in (10, 100):

@@ -9,7 +9,7 @@ import torch
 from reference_supernet import naive_encode_image, naive_encode_text
 from trainers.dpl_core.architecture import PromptArchitecture
 from trainers.dpl_core.clip_loader import load_clip
-from trainers.dpl_core.prompted_clip import PromptedCLIP, tower_depths, truncate_tokens
+from trainers.dpl_core.prompted_clip import PromptedCLIP, run_block, tower_blocks, tower_depths, truncate_tokens
 from tiny_clip import write_tiny_checkpoint
 
 CLASS_PROMPTS = ["a photo of a dog.", "a photo of a red circle, a type of shape.", "cat", "a photo of a sunflower."]
@@ -148,6 +148,28 @@ def test_text_tower_keeps_causal_order_and_prompts_are_seen_by_all(clip_model, t
         model.text_prompts.prompts[0].add_(torch.randn_like(model.text_prompts.prompts[0]))
         moved = token_outputs(short)
         assert ((moved - before).abs().amax(dim=-1) > 1e-5).all()
+
+
+@pytest.mark.parametrize("supernet", [False, True])
+def test_pooled_last_block_equals_full_block_at_pooled_positions(clip_model, tokens, supernet):
+    """Querying only the pooled positions gives exactly those rows of the full block's output."""
+    torch.manual_seed(3)
+    short = truncate_tokens(tokens)
+    length = short.shape[1]
+    block = tower_blocks(clip_model, "text")[-1]
+    x = torch.randn(short.shape[0], length, block.attn.embed_dim)
+    mask = torch.ones(length, length, dtype=torch.bool).tril()
+    prompts = torch.randn(6, block.attn.embed_dim)
+    segments = mixture = None
+    if supernet:
+        segments = torch.nn.functional.one_hot(torch.tensor([1, 2, 2, 3, 3, 3]), 4).float()
+        mixture = torch.softmax(torch.randn(4), dim=0)
+    eot = short.argmax(dim=-1)
+    with torch.no_grad():
+        full = run_block(block, x, mask, prompts, segments, mixture)
+        pooled = run_block(block, x, mask, prompts, segments, mixture, pooled=eot)
+    assert pooled.shape == (short.shape[0], 1, block.attn.embed_dim)
+    torch.testing.assert_close(pooled[:, 0], full[torch.arange(short.shape[0]), eot], rtol=1e-5, atol=1e-5)
 
 
 def test_supernet_rejects_mismatched_modules(clip_model):

@@ -12,7 +12,8 @@ Prompts never enter the token sequence. In block ``l`` with real tokens ``x`` an
 
 In the text tower every query sees every prompt and the causal mask among real tokens is
 kept; the output length never changes, so EOT pooling is untouched. With all lengths 0 the
-model is exactly vanilla CLIP.
+model is exactly vanilla CLIP. Only the pooled position (EOT, CLS) of a tower's last block
+reaches the features, so that block queries and runs the MLP on it alone (exact).
 
 The search supernet mixes, per block, the attention outputs of all candidate lengths with
 ``softmax(alpha / temperature)``. It is computed in one pass: the real tokens are projected
@@ -84,37 +85,47 @@ def truncate_tokens(tokens: Tensor) -> Tensor:
 
 def prompted_attention(
     attn: nn.MultiheadAttention,
-    x: Tensor,
+    queries: Tensor,
+    tokens: Tensor,
     key_mask: Tensor | None,
     prompts: Tensor | None,
     segments: Tensor | None = None,
     mixture: Tensor | None = None,
 ) -> Tensor:
-    """Multi-head attention of real tokens over real tokens plus prompts.
+    """Multi-head attention of queries over real tokens plus prompts.
 
     Args:
         attn: the block's own attention module (its weights only are used).
-        x: ``[batch, tokens, width]`` normalised real tokens (after ``ln_1``).
-        key_mask: ``[tokens, tokens]`` bool, True where a query may see a real key; None = all.
-            Prompts are always visible.
+        queries: ``[batch, queries, width]`` normalised real tokens that ask (after ``ln_1``);
+            pass ``tokens`` itself for every position, which projects q, k, v in one matmul.
+        tokens: ``[batch, tokens, width]`` normalised real tokens that answer (keys/values).
+        key_mask: bool, True where a query may see a real key, ``[queries, tokens]`` or
+            ``[batch, 1, queries, tokens]``; None = all. Prompts are always visible.
         prompts: ``[prompt_tokens, width]`` normalised prompts, or None / empty for none.
         segments: ``[prompt_tokens, candidates]`` 0/1 membership of each prompt vector in each
             candidate (supernet only).
         mixture: ``[candidates]`` mixture weights (supernet only); when given, the result is
-            ``sum_c mixture[c] * attention(x, [x ; prompts of candidate c])``.
+            ``sum_c mixture[c] * attention(queries, [tokens ; prompts of candidate c])``.
 
     Returns:
-        ``[batch, tokens, width]`` attention output after the output projection.
+        ``[batch, queries, width]`` attention output after the output projection.
     """
-    batch, length, width = x.shape
+    batch, length, width = tokens.shape
+    num_queries = queries.shape[1]
     heads = attn.num_heads
     head_dim = width // heads
-    q, k, v = F.linear(x, attn.in_proj_weight, attn.in_proj_bias).chunk(3, dim=-1)
-    q, k, v = (t.view(batch, length, heads, head_dim).transpose(1, 2) for t in (q, k, v))  # [B, H, N, dh]
+    w_kv = attn.in_proj_weight[width:]
+    b_kv = attn.in_proj_bias[width:] if attn.in_proj_bias is not None else None
+    if queries is tokens:
+        q, k, v = F.linear(tokens, attn.in_proj_weight, attn.in_proj_bias).chunk(3, dim=-1)
+    else:
+        b_q = attn.in_proj_bias[:width] if attn.in_proj_bias is not None else None
+        q = F.linear(queries, attn.in_proj_weight[:width], b_q)
+        k, v = F.linear(tokens, w_kv, b_kv).chunk(2, dim=-1)
+    q = q.view(batch, num_queries, heads, head_dim).transpose(1, 2)  # [B, H, Q, dh]
+    k, v = (t.view(batch, length, heads, head_dim).transpose(1, 2) for t in (k, v))  # [B, H, N, dh]
     has_prompts = prompts is not None and prompts.shape[0] > 0
     if has_prompts:
-        w_kv = attn.in_proj_weight[width:]
-        b_kv = attn.in_proj_bias[width:] if attn.in_proj_bias is not None else None
         k_p, v_p = F.linear(prompts, w_kv, b_kv).chunk(2, dim=-1)
         k_p, v_p = (t.view(-1, heads, head_dim).transpose(0, 1) for t in (k_p, v_p))  # [H, T, dh]
 
@@ -125,12 +136,12 @@ def prompted_attention(
         values = torch.cat([v, v_p.expand(batch, -1, -1, -1)], dim=2)
         mask = None
         if key_mask is not None:
-            mask = torch.cat([key_mask, key_mask.new_ones(length, k_p.shape[1])], dim=1)  # [N, N + T]
+            mask = torch.cat([key_mask, key_mask.new_ones(*key_mask.shape[:-1], k_p.shape[1])], dim=-1)
         out = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)
     else:
         out = _mixed_candidate_attention(q, k, v, k_p, v_p, key_mask, segments, mixture)
 
-    out = out.transpose(1, 2).reshape(batch, length, width)
+    out = out.transpose(1, 2).reshape(batch, num_queries, width)
     return F.linear(out, attn.out_proj.weight, attn.out_proj.bias)
 
 
@@ -146,25 +157,26 @@ def _mixed_candidate_attention(
     ``r_c = mixture[c] / (Z_x + Z_c)`` the mixture is
     ``A_x * sum_c r_c + sum_j (sum_{c: j in S_c} r_c) * e_j * v_j``.
 
-    Shapes: q, k, v ``[B, H, N, dh]``; k_p, v_p ``[H, T, dh]``; segments ``[T, C]``;
-    mixture ``[C]``. Returns ``[B, H, N, dh]``. Computed in at least fp32.
+    Shapes: q ``[B, H, Q, dh]``; k, v ``[B, H, N, dh]``; k_p, v_p ``[H, T, dh]``; key_mask
+    ``[Q, N]`` or ``[B, 1, Q, N]``; segments ``[T, C]``; mixture ``[C]``. Returns
+    ``[B, H, Q, dh]``. Computed in at least fp32.
     """
     dtype = q.dtype
     compute = torch.promote_types(dtype, torch.float32)
     q, k, v, k_p, v_p = (t.to(compute) for t in (q, k, v, k_p, v_p))
     q = q * q.shape[-1] ** -0.5
-    scores_x = q @ k.transpose(-1, -2)  # [B, H, N, N]
+    scores_x = q @ k.transpose(-1, -2)  # [B, H, Q, N]
     if key_mask is not None:
         scores_x = scores_x.masked_fill(~key_mask, float("-inf"))
-    scores_p = q @ k_p.transpose(-1, -2)  # [B, H, N, T]
+    scores_p = q @ k_p.transpose(-1, -2)  # [B, H, Q, T]
     # A common shift keeps exp() finite; any constant gives the same value and gradient.
     shift = torch.maximum(scores_x.amax(-1, keepdim=True), scores_p.amax(-1, keepdim=True)).detach()
     exp_x = torch.exp(scores_x - shift)
     exp_p = torch.exp(scores_p - shift)
     segments = segments.to(compute)
-    z_x = exp_x.sum(-1, keepdim=True)  # [B, H, N, 1]
-    z_c = exp_p @ segments  # [B, H, N, C]
-    ratio = mixture.to(compute) / (z_x + z_c)  # [B, H, N, C]
+    z_x = exp_x.sum(-1, keepdim=True)  # [B, H, Q, 1]
+    z_c = exp_p @ segments  # [B, H, Q, C]
+    ratio = mixture.to(compute) / (z_x + z_c)  # [B, H, Q, C]
     out = (exp_x @ v) * ratio.sum(-1, keepdim=True) + (exp_p * (ratio @ segments.t())) @ v_p
     return out.to(dtype)
 
@@ -176,21 +188,33 @@ def run_block(
     prompts: Tensor | None,
     segments: Tensor | None = None,
     mixture: Tensor | None = None,
+    pooled: Tensor | None = None,
 ) -> Tensor:
     """One CLIP residual block with prompts as extra keys/values.
 
     Args:
         block: a CLIP ``ResidualAttentionBlock`` (``ln_1``, ``attn``, ``ln_2``, ``mlp``).
         x: ``[batch, tokens, width]``.
-        key_mask, prompts, segments, mixture: see :func:`prompted_attention`; ``prompts`` are
-            raw (``ln_1`` is applied here, as to the real tokens).
+        key_mask: ``[tokens, tokens]`` bool, True where a query may see a real key; None = all.
+        prompts, segments, mixture: see :func:`prompted_attention`; ``prompts`` are raw
+            (``ln_1`` is applied here, as to the real tokens).
+        pooled: ``[batch]`` position of the one output per row that is still needed (the
+            tower's last block): only that position is queried and sent through the MLP, every
+            position still serves as key/value. None computes every position.
 
     Returns:
-        ``[batch, tokens, width]``.
+        ``[batch, tokens, width]``, or ``[batch, 1, width]`` when ``pooled`` is given.
     """
     if prompts is not None:
         prompts = block.ln_1(prompts.to(x.dtype))
-    x = x + prompted_attention(block.attn, block.ln_1(x), key_mask, prompts, segments, mixture)
+    tokens = block.ln_1(x)
+    queries = tokens
+    if pooled is not None:
+        rows = torch.arange(x.shape[0], device=x.device)
+        x, queries = x[rows, pooled].unsqueeze(1), tokens[rows, pooled].unsqueeze(1)  # [B, 1, width]
+        if key_mask is not None:
+            key_mask = key_mask[pooled].unsqueeze(1).unsqueeze(1)  # [B, 1, 1, tokens]
+    x = x + prompted_attention(block.attn, queries, tokens, key_mask, prompts, segments, mixture)
     return x + block.mlp(block.ln_2(x))
 
 
@@ -351,18 +375,27 @@ class PromptedCLIP(nn.Module):
         """The learned prompt vectors of both towers."""
         return list(self.text_prompts.parameters()) + list(self.image_prompts.parameters())
 
-    def _run_tower(self, tower: str, x: Tensor, key_mask: Tensor | None) -> Tensor:
+    def _run_tower(self, tower: str, x: Tensor, key_mask: Tensor | None, pooled: Tensor | None = None) -> Tensor:
+        """Run ``x`` ``[batch, tokens, width]`` through every block of ``tower``.
+
+        With ``pooled`` (``[batch]`` positions) the last block computes only those positions,
+        since nothing else reaches the features, and ``[batch, width]`` is returned.
+        """
         prompts = self.text_prompts if tower == "text" else self.image_prompts
         mixture = self.arch_weights.mixture(tower) if self.arch_weights is not None else None
         use_checkpoint = self.activation_checkpointing and torch.is_grad_enabled()
-        for index, block in enumerate(tower_blocks(self.clip_model, tower)):
+        blocks = tower_blocks(self.clip_model, tower)
+        for index, block in enumerate(blocks):
             block_prompts, segments = prompts.block_inputs(index)
             weights = mixture[index] if mixture is not None else None
+            keep = pooled if index == len(blocks) - 1 else None
             if use_checkpoint:
-                x = checkpoint(run_block, block, x, key_mask, block_prompts, segments, weights, use_reentrant=False)
+                x = checkpoint(
+                    run_block, block, x, key_mask, block_prompts, segments, weights, keep, use_reentrant=False
+                )
             else:
-                x = run_block(block, x, key_mask, block_prompts, segments, weights)
-        return x
+                x = run_block(block, x, key_mask, block_prompts, segments, weights, keep)
+        return x if pooled is None else x.squeeze(1)
 
     def encode_text(self, tokens: Tensor, chunk_size: int = 0, recompute_chunks: bool = False) -> Tensor:
         """Text features, unnormalised.
@@ -400,10 +433,9 @@ class PromptedCLIP(nn.Module):
         length = tokens.shape[1]
         x = model.token_embedding(tokens).to(self.dtype)  # [classes, n, width]
         x = x + model.positional_embedding[:length].to(self.dtype)
-        x = self._run_tower("text", x, self.causal_mask[:length, :length])
-        x = model.ln_final(x)
-        pooled = x[torch.arange(x.shape[0], device=x.device), tokens.argmax(dim=-1)]  # [classes, width] at EOT
-        return pooled @ model.text_projection
+        eot = tokens.argmax(dim=-1)  # CLIP pools at the end-of-text token, the largest id
+        x = self._run_tower("text", x, self.causal_mask[:length, :length], pooled=eot)  # [classes, width]
+        return model.ln_final(x) @ model.text_projection
 
     def encode_image(self, images: Tensor) -> Tensor:
         """Image features, unnormalised.
@@ -420,9 +452,9 @@ class PromptedCLIP(nn.Module):
         cls_token = visual.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)
         x = torch.cat([cls_token, x], dim=1) + visual.positional_embedding.to(x.dtype)  # [B, grid**2 + 1, width]
         x = visual.ln_pre(x)
-        x = self._run_tower("image", x, None)
-        x = visual.ln_post(x[:, 0])
-        return x @ visual.proj
+        cls_position = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
+        x = self._run_tower("image", x, None, pooled=cls_position)  # [B, width]
+        return visual.ln_post(x) @ visual.proj
 
     def logits(self, image_features: Tensor, text_features: Tensor) -> Tensor:
         """``[batch, classes]`` scaled cosine similarities, as CLIP's zero-shot head."""
