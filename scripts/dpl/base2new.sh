@@ -30,19 +30,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 dpl_split_args 5 "$@"
 dpl_init "${BASH_SOURCE[0]}"
 
-if ((${#POSITIONAL[@]} < 2)); then
-  dpl_usage_error "DATASET and SEED are required"
-fi
-DATASET=${POSITIONAL[0]}
-SEED=${POSITIONAL[1]}
-SHOTS=${POSITIONAL[2]:-16}
-SEARCH_CFG=${POSITIONAL[3]:-vit_b16_ep20_batch4_b2n}
-TRAIN_CFG=${POSITIONAL[4]:-vit_b16_ep10_batch4_b2n}
-dpl_check_dataset "$DATASET"
-dpl_check_int SEED "$SEED" 0
-dpl_check_int SHOTS "$SHOTS" 1
-dpl_check_cfg DPLSearch "$SEARCH_CFG"
-dpl_check_cfg DPL "$TRAIN_CFG"
+dpl_search_train_args vit_b16_ep20_batch4_b2n vit_b16_ep10_batch4_b2n
 case ${DPL_TEST_BASE:-0} in
   0 | 1) ;;
   *) dpl_usage_error "DPL_TEST_BASE must be 0 or 1, got '$DPL_TEST_BASE'" ;;

@@ -90,6 +90,24 @@ dpl_split_args() {
   fi
 }
 
+# dpl_search_train_args DEFAULT_SEARCH_CFG DEFAULT_TRAIN_CFG: reads POSITIONAL as
+# DATASET SEED [SHOTS=16] [SEARCH_CFG] [TRAIN_CFG], sets those variables and checks them.
+dpl_search_train_args() {
+  if ((${#POSITIONAL[@]} < 2)); then
+    dpl_usage_error "DATASET and SEED are required"
+  fi
+  DATASET=${POSITIONAL[0]}
+  SEED=${POSITIONAL[1]}
+  SHOTS=${POSITIONAL[2]:-16}
+  SEARCH_CFG=${POSITIONAL[3]:-$1}
+  TRAIN_CFG=${POSITIONAL[4]:-$2}
+  dpl_check_dataset "$DATASET"
+  dpl_check_int SEED "$SEED" 0
+  dpl_check_int SHOTS "$SHOTS" 1
+  dpl_check_cfg DPLSearch "$SEARCH_CFG"
+  dpl_check_cfg DPL "$TRAIN_CFG"
+}
+
 # dpl_check_int NAME VALUE MIN
 dpl_check_int() {
   if [[ ! $2 =~ ^[0-9]+$ ]] || ((10#$2 < $3)); then
