@@ -54,7 +54,7 @@ Examples::
     python scripts/benchmark.py                      # the full benchmark (about 25 minutes on 2 idle cores)
     python scripts/benchmark.py --quick              # 2 blocks, a few minutes
     python scripts/benchmark.py --rounds 3 --statistic min --json bench.json   # on a busy machine
-    python scripts/benchmark.py --classes 100 --repeats 5 --json bench.json
+    python scripts/benchmark.py --classes 100 --stages eval --rounds 3 --statistic min
     python scripts/benchmark.py --device cuda --reduce-above 100
 """
 
@@ -535,7 +535,7 @@ def plan(args: argparse.Namespace, depth: int) -> list[Measurement]:
         repeats = args.large_repeats if large else args.repeats
         fast = {"chunk_size": args.chunk_size, "recompute_chunks": classes > args.recompute_above,
                 "checkpointing": args.checkpointing}
-        for stage in ("search", "train"):
+        for stage in [stage for stage in ("search", "train") if stage in args.stages]:
             for way in WAYS[stage][:1] if large else WAYS[stage]:
                 if way == "naive" or (way == "supernet-77" and not (run_naive and naive_blocks == depth)):
                     continue  # supernet-77 only serves the comparison with the naive way
@@ -545,8 +545,9 @@ def plan(args: argparse.Namespace, depth: int) -> list[Measurement]:
                     ways = ("supernet", "supernet-77") if stage == "search" else ("searched",)
                     rows += [_step_row(stage, way, classes, naive_blocks, repeats, fast) for way in ways]
                 rows.append(_step_row(stage, "naive", classes, naive_blocks, repeats, fast))
-        rows.append(Measurement("eval", "once", classes, args.eval_blocks, args.eval_repeats, chunk_size=args.chunk_size))
-        rows.append(Measurement("eval", "naive", classes, args.eval_blocks, args.eval_repeats))
+        if "eval" in args.stages:
+            rows.append(Measurement("eval", "once", classes, args.eval_blocks, args.eval_repeats, chunk_size=args.chunk_size))
+            rows.append(Measurement("eval", "naive", classes, args.eval_blocks, args.eval_repeats))
     return rows
 
 
@@ -724,6 +725,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--classes", type=int, nargs="+", default=[10, 100, 1000], help="class counts to measure")
+    parser.add_argument("--stages", nargs="+", choices=tuple(WAYS), default=list(WAYS), help="stages to measure")
     parser.add_argument("--blocks", type=int, default=None, help="blocks of both towers (default: all of the model)")
     parser.add_argument("--batch", type=int, default=4, help="images per search/training step")
     parser.add_argument("--max-length", type=int, default=6, help="t: candidate prompt lengths 0..t")

@@ -95,6 +95,12 @@ def test_plan_reduces_or_skips_the_naive_way_for_many_classes():
     assert all(m.chunk_size == (0 if m.way in ("naive", "supernet-77") else benchmark.AUTO_CLASS_CHUNK) for m in rows)
 
 
+def test_plan_measures_only_the_chosen_stages():
+    args = benchmark.build_parser().parse_args(["--tiny", "--classes", "3", "--stages", "eval"])
+    rows = benchmark.plan(args, depth=benchmark.resolve_arguments(args))
+    assert [(m.stage, m.way) for m in rows] == [("eval", "once"), ("eval", "naive")]
+
+
 def test_class_names_are_distinct_and_vary_in_length():
     names = benchmark.class_names(1000)
     assert len(set(names)) == 1000
