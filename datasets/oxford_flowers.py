@@ -28,9 +28,7 @@ class OxfordFlowers(SplitJsonDataset):
 
     @classmethod
     def build_split(cls, dataset_dir: str, image_dir: str) -> Splits:
-        from scipy.io import (
-            loadmat,  # needed only here, to build a split from the raw labels
-        )
+        from scipy.io import loadmat  # needed only here, to build a split from the raw labels
 
         labels = loadmat(os.path.join(dataset_dir, "imagelabels.mat"))["labels"][0]
         names_path = os.path.join(dataset_dir, "cat_to_name.json")

@@ -78,65 +78,42 @@ class DataManager:
             print("* Using custom transform for testing")
             tfm_test = custom_tfm_test
 
-        loader_x_cfg = cfg.DATALOADER.TRAIN_X
-        train_loader_x = build_data_loader(
-            cfg,
-            sampler_type=loader_x_cfg.SAMPLER,
-            data_source=dataset.train_x,
-            batch_size=loader_x_cfg.BATCH_SIZE,
-            n_domain=loader_x_cfg.N_DOMAIN,
-            n_ins=loader_x_cfg.N_INS,
-            tfm=tfm_train,
-            is_train=True,
-            dataset_wrapper=dataset_wrapper,
-        )
-
-        train_loader_u = None
-        if dataset.train_u:
-            loader_u_cfg = loader_x_cfg if cfg.DATALOADER.TRAIN_U.SAME_AS_X else cfg.DATALOADER.TRAIN_U
-            train_loader_u = build_data_loader(
+        def train_loader(loader_cfg: CfgNode, source: list[Datum]) -> DataLoader:
+            return build_data_loader(
                 cfg,
-                sampler_type=loader_u_cfg.SAMPLER,
-                data_source=dataset.train_u,
-                batch_size=loader_u_cfg.BATCH_SIZE,
-                n_domain=loader_u_cfg.N_DOMAIN,
-                n_ins=loader_u_cfg.N_INS,
+                sampler_type=loader_cfg.SAMPLER,
+                data_source=source,
+                batch_size=loader_cfg.BATCH_SIZE,
+                n_domain=loader_cfg.N_DOMAIN,
+                n_ins=loader_cfg.N_INS,
                 tfm=tfm_train,
                 is_train=True,
                 dataset_wrapper=dataset_wrapper,
             )
 
-        val_loader = None
-        if dataset.val:
-            val_loader = build_data_loader(
+        def test_loader(source: list[Datum]) -> DataLoader:
+            return build_data_loader(
                 cfg,
                 sampler_type=cfg.DATALOADER.TEST.SAMPLER,
-                data_source=dataset.val,
+                data_source=source,
                 batch_size=cfg.DATALOADER.TEST.BATCH_SIZE,
                 tfm=tfm_test,
                 is_train=False,
                 dataset_wrapper=dataset_wrapper,
             )
 
-        test_loader = build_data_loader(
-            cfg,
-            sampler_type=cfg.DATALOADER.TEST.SAMPLER,
-            data_source=dataset.test,
-            batch_size=cfg.DATALOADER.TEST.BATCH_SIZE,
-            tfm=tfm_test,
-            is_train=False,
-            dataset_wrapper=dataset_wrapper,
-        )
+        loader_x_cfg = cfg.DATALOADER.TRAIN_X
+        loader_u_cfg = loader_x_cfg if cfg.DATALOADER.TRAIN_U.SAME_AS_X else cfg.DATALOADER.TRAIN_U
+        self.train_loader_x = train_loader(loader_x_cfg, dataset.train_x)
+        self.train_loader_u = train_loader(loader_u_cfg, dataset.train_u) if dataset.train_u else None
+        self.val_loader = test_loader(dataset.val) if dataset.val else None
+        self.test_loader = test_loader(dataset.test)
 
         self._num_classes = dataset.num_classes
         self._num_source_domains = len(cfg.DATASET.SOURCE_DOMAINS)
         self._lab2cname = dataset.lab2cname
 
         self.dataset = dataset
-        self.train_loader_x = train_loader_x
-        self.train_loader_u = train_loader_u
-        self.val_loader = val_loader
-        self.test_loader = test_loader
 
         if cfg.VERBOSE:
             self.show_dataset_summary(cfg)
