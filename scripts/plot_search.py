@@ -45,12 +45,21 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator
 
+# The repository root: one folder up here, two in a CoOp/MaPLe checkout (scripts/dpl/).
+ROOT = next(p for p in Path(__file__).resolve().parents if (p / "trainers" / "dpl_core").is_dir())
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from trainers.dpl_core.architecture import (  # noqa: E402
+    ARCH_FILE,
+    HISTORY_FILE,
+    TOWERS,
+    ArchitectureError,
+    PromptArchitecture,
+)
+
 logger = logging.getLogger("plot_search")
 
-TOWERS = ("text", "image")
-ARCH_FILE = "arch.json"
-HISTORY_FILE = "alpha_history.jsonl"
-ARCH_FORMAT, ARCH_VERSION = "dpl-architecture", 1
 MAX_ANNOTATED_CELLS = 400  # beyond this, numbers in cells are unreadable
 
 
@@ -59,16 +68,6 @@ class SearchOutputError(ValueError):
 
 
 # ----------------------------------------------------------------------------- reading
-
-
-@dataclass(frozen=True)
-class Architecture:
-    """The content of ``arch.json``: per tower, the prompt length of every block."""
-
-    candidates: tuple[int, ...]
-    lengths: dict[str, tuple[int, ...]]
-    backbone: str
-    source: Path
 
 
 @dataclass(frozen=True)
@@ -94,30 +93,14 @@ def _read_json(path: Path) -> Any:
         raise SearchOutputError(f"{path}: not valid JSON ({error})") from None
 
 
-def load_architecture(path: Path) -> Architecture:
-    """Read and check ``arch.json`` (format ``dpl-architecture``, version 1)."""
+def load_architecture(path: Path) -> PromptArchitecture:
+    """Read and check ``arch.json`` with the reader of the training stage."""
     if not path.is_file():
         raise SearchOutputError(f"{path} not found (expected the {ARCH_FILE} a DPLSearch run writes)")
-    data = _read_json(path)
-    if not isinstance(data, dict) or data.get("format") != ARCH_FORMAT:
-        raise SearchOutputError(f"{path}: not a DPL architecture (expected \"format\": \"{ARCH_FORMAT}\")")
-    if data.get("version") != ARCH_VERSION:
-        raise SearchOutputError(f"{path}: unsupported version {data.get('version')!r}, expected {ARCH_VERSION}")
-    for key in ("candidates", "text_lengths", "image_lengths"):
-        if key not in data:
-            raise SearchOutputError(f"{path}: missing key {key!r}")
-    candidates = _int_list(data["candidates"], "candidates", str(path))
-    if not candidates or list(candidates) != sorted(set(candidates)) or candidates[0] < 0:
-        raise SearchOutputError(f"{path}: candidates must be sorted, distinct, >= 0 and not empty, got {candidates}")
-    lengths = {t: _int_list(data[f"{t}_lengths"], f"{t}_lengths", str(path)) for t in TOWERS}
-    for tower, values in lengths.items():
-        bad = [v for v in values if v not in candidates]
-        if bad:
-            raise SearchOutputError(f"{path}: {tower}_lengths {bad} are not among the candidates {list(candidates)}")
-    if not any(lengths.values()):
-        raise SearchOutputError(f"{path}: both towers have no blocks")
-    backbone = data.get("backbone", "")
-    return Architecture(candidates, lengths, backbone if isinstance(backbone, str) else "", path)
+    try:
+        return PromptArchitecture.load(path)
+    except ArchitectureError as error:
+        raise SearchOutputError(str(error)) from None
 
 
 def _alpha_matrix(value: Any, tower: str, n_candidates: int, where: str) -> np.ndarray:
@@ -181,7 +164,7 @@ def load_alpha_history(path: Path) -> list[EpochAlphas]:
     return [by_epoch[e] for e in sorted(by_epoch)]
 
 
-def load_search(folder: Path) -> tuple[Architecture, list[EpochAlphas]]:
+def load_search(folder: Path) -> tuple[PromptArchitecture, list[EpochAlphas]]:
     """Read a search output folder and check that its two files describe the same search."""
     if not folder.is_dir():
         raise SearchOutputError(f"search folder {folder} does not exist (expected a DPLSearch output directory)")
@@ -192,14 +175,14 @@ def load_search(folder: Path) -> tuple[Architecture, list[EpochAlphas]]:
         raise SearchOutputError(
             f"{folder}: {HISTORY_FILE} has candidates {list(last.candidates)} but {ARCH_FILE} {list(arch.candidates)}")
     for tower in TOWERS:
-        if len(last.alphas[tower]) != len(arch.lengths[tower]):
+        if len(last.alphas[tower]) != len(arch.lengths(tower)):
             raise SearchOutputError(
                 f"{folder}: {HISTORY_FILE} has {len(last.alphas[tower])} {tower} blocks but {ARCH_FILE} "
-                f"{len(arch.lengths[tower])}")
+                f"{len(arch.lengths(tower))}")
     return arch, history
 
 
-def load_architecture_arg(path: Path) -> Architecture:
+def load_architecture_arg(path: Path) -> PromptArchitecture:
     """An ``arch.json`` given directly or as the search folder that holds it."""
     if path.is_dir():
         return load_architecture(path / ARCH_FILE)
@@ -237,16 +220,17 @@ def mean_entropy(weights: np.ndarray) -> float:
     return float(np.mean(-(weights * np.log(p)).sum(axis=1)))
 
 
-def check_agreement(arch: Architecture, last: EpochAlphas) -> list[str]:
-    """Blocks where ``arch.json`` differs from the decode of the last epoch's alphas (and warn)."""
+def check_agreement(arch: PromptArchitecture, last: EpochAlphas, source: Path | str = ARCH_FILE) -> list[str]:
+    """Blocks where ``arch.json`` (read from ``source``) differs from the decode of the last
+    epoch's alphas (and warn)."""
     differences = []
     for tower in TOWERS:
         decoded = chosen_lengths(last.alphas[tower], last.candidates)
-        for block, (saved, found) in enumerate(zip(arch.lengths[tower], decoded)):
+        for block, (saved, found) in enumerate(zip(arch.lengths(tower), decoded)):
             if saved != found:
                 differences.append(f"{tower} block {block}: {ARCH_FILE} {saved}, alphas {found}")
     if differences:
-        logger.warning("%s disagrees with the alphas of epoch %d in %s: %s", arch.source, last.epoch,
+        logger.warning("%s disagrees with the alphas of epoch %d in %s: %s", source, last.epoch,
                        HISTORY_FILE, "; ".join(differences))
     return differences
 
@@ -284,15 +268,15 @@ def _annotate(ax: Axes, matrix: np.ndarray, fmt: str, light_below: float, xs: Se
                 color="white" if value < light_below else "black")
 
 
-def _towers(arch: Architecture) -> list[str]:
-    return [t for t in TOWERS if arch.lengths[t]]
+def _towers(arch: PromptArchitecture) -> list[str]:
+    return [t for t in TOWERS if arch.lengths(t)]
 
 
-def plot_mixture(arch: Architecture, history: Sequence[EpochAlphas], out: Path) -> Path:
+def plot_mixture(arch: PromptArchitecture, history: Sequence[EpochAlphas], out: Path) -> Path:
     """Heat maps of the last epoch's mixture weights per tower, chosen lengths boxed."""
     last = history[-1]
     towers = _towers(arch)
-    max_blocks = max(len(arch.lengths[t]) for t in towers)
+    max_blocks = max(len(arch.lengths(t)) for t in towers)
     fig = _new_figure(2.0 + 3.2 * len(towers) + 0.35 * len(last.candidates), 1.5 + 0.35 * max_blocks)
     axes = fig.subplots(1, len(towers), squeeze=False)[0]
     image = None
@@ -324,13 +308,13 @@ def _epoch_edges(epochs: Sequence[int]) -> np.ndarray:
     return np.concatenate([[e[0] - (mids[0] - e[0])], mids, [e[-1] + (e[-1] - mids[-1])]])
 
 
-def plot_evolution(arch: Architecture, history: Sequence[EpochAlphas], out: Path) -> Path:
+def plot_evolution(arch: PromptArchitecture, history: Sequence[EpochAlphas], out: Path) -> Path:
     """Chosen length per block after each epoch (one map per tower) and mean mixture entropy."""
     towers = _towers(arch)
     epochs = [h.epoch for h in history]
     candidates = history[-1].candidates
     cmap, norm = _length_norm(candidates)
-    max_blocks = max(len(arch.lengths[t]) for t in towers)
+    max_blocks = max(len(arch.lengths(t)) for t in towers)
     fig = _new_figure(2.0 + 4.0 * len(towers), 3.0 + 0.3 * max_blocks)
     grid = fig.add_gridspec(2, len(towers), height_ratios=[max(max_blocks, 3), 3])
     mesh = None
@@ -376,12 +360,12 @@ def default_labels(paths: Sequence[Path]) -> list[str]:
     return [os.path.relpath(os.path.abspath(p), common) if os.path.abspath(p) != common else str(p) for p in paths]
 
 
-def plot_compare(archs: Sequence[Architecture], labels: Sequence[str], out: Path) -> Path:
+def plot_compare(archs: Sequence[PromptArchitecture], labels: Sequence[str], out: Path) -> Path:
     """Chosen lengths of several searches: rows = searches, columns = blocks, one panel per tower."""
     candidates = sorted({c for a in archs for c in a.candidates})
     cmap, norm = _length_norm(candidates)
-    towers = [t for t in TOWERS if any(a.lengths[t] for a in archs)]
-    widths = [max(len(a.lengths[t]) for a in archs) for t in towers]
+    towers = [t for t in TOWERS if any(a.lengths(t) for a in archs)]
+    widths = [max(len(a.lengths(t)) for a in archs) for t in towers]
     longest = max(len(label) for label in labels)
     fig = _new_figure(max(6.0, 1.5 + 0.07 * longest + 0.45 * sum(widths)), 2.0 + 0.45 * len(archs))
     axes = fig.subplots(1, len(towers), squeeze=False, width_ratios=widths)[0]
@@ -390,12 +374,12 @@ def plot_compare(archs: Sequence[Architecture], labels: Sequence[str], out: Path
         # Searches on backbones of different depth: pad the shorter rows (drawn blank).
         matrix = np.full((len(archs), width), np.nan)
         for row, arch in enumerate(archs):
-            matrix[row, : len(arch.lengths[tower])] = arch.lengths[tower]
+            matrix[row, : len(arch.lengths(tower))] = arch.lengths(tower)
         image = ax.imshow(np.ma.masked_invalid(matrix), cmap=cmap, norm=norm, aspect="auto")
         _annotate(ax, matrix, ".0f", light_below=(candidates[0] + candidates[-1]) / 2)
         ax.set_xticks(range(width))
         ax.set_yticks(range(len(archs)),
-                      [f"{label} ({sum(a.lengths[tower])})" for label, a in zip(labels, archs)])
+                      [f"{label} ({sum(a.lengths(tower))})" for label, a in zip(labels, archs)])
         ax.set_xlabel("block")
         ax.set_title(f"{tower} tower")
     fig.colorbar(image, ax=list(axes), ticks=candidates, label="prompt length")
@@ -436,7 +420,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.folder is not None:
             arch, history = load_search(args.folder)
-            check_agreement(arch, history[-1])
+            check_agreement(arch, history[-1], args.folder / ARCH_FILE)
             out.mkdir(parents=True, exist_ok=True)
             written = [plot_mixture(arch, history, out), plot_evolution(arch, history, out)]
         else:

@@ -246,6 +246,27 @@ def test_install_copies_our_files_and_adds_one_import_line(checkout):
     assert not folders & {"trainers", "configs", "configs/trainers", "scripts", "datasets"}, "host folders are not ours"
 
 
+def test_installed_plot_script_reads_the_search_with_the_installed_core(checkout, tmp_path):
+    install(checkout)
+    search = tmp_path / "search"
+    search.mkdir()
+    arch = {"format": "dpl-architecture", "version": 1, "backbone": "ViT-B/16", "candidates": [0, 1, 2],
+            "text_lengths": [2, 0], "image_lengths": [1, 0]}
+    (search / "arch.json").write_text(json.dumps(arch))
+    history = {"epoch": 1, "candidates": [0, 1, 2], "temperature": 1.0,
+               "text": [[0.0, 0.1, 0.5], [0.3, 0.0, 0.0]], "image": [[0.0, 0.4, 0.1], [0.2, 0.0, 0.0]]}
+    (search / "alpha_history.jsonl").write_text(json.dumps(history) + "\n")
+    # Run from outside both trees, without this repository on the path: the script must find
+    # the checkout's trainers/dpl_core two folders above itself.
+    result = subprocess.run(
+        [sys.executable, str(checkout / "scripts/dpl/plot_search.py"), str(search)],
+        cwd=tmp_path, env=_subprocess_env(), capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (search / "mixture_weights.png").stat().st_size > 0 and (search / "search_evolution.png").stat().st_size > 0
+    assert "disagrees" not in result.stderr
+
+
 def test_reinstall_is_idempotent(checkout):
     install(checkout)
     after_first = snapshot(checkout)

@@ -123,7 +123,7 @@ def test_agreeing_arch_json_does_not_warn(tmp_path):
     arch_dict = make_search(tmp_path)
     arch, history = ps.load_search(tmp_path)
     assert ps.check_agreement(arch, history[-1]) == []
-    assert arch.lengths["text"] == tuple(arch_dict["text_lengths"])
+    assert arch.lengths("text") == tuple(arch_dict["text_lengths"])
 
 
 def test_repeated_epoch_keeps_the_later_line(tmp_path, caplog):
@@ -155,8 +155,11 @@ def _break(folder: Path, name: str, content: str | None) -> None:
         ("alpha_history.jsonl", "", "is empty"),
         ("arch.json", "{not json", "not valid JSON"),
         ("arch.json", json.dumps({"format": "other"}), "not a DPL architecture"),
+        ("arch.json", json.dumps({"format": "dpl-architecture", "version": 1, "backbone": "ViT-B/16",
+                                  "candidates": [0, 1, 2, 3], "text_lengths": [0, 9, 0], "image_lengths": [0, 0]}),
+         "not among the candidates"),
         ("arch.json", json.dumps({"format": "dpl-architecture", "version": 1, "candidates": [0, 1, 2, 3],
-                                  "text_lengths": [0, 9, 0], "image_lengths": [0, 0]}), "not among the candidates"),
+                                  "text_lengths": [0, 1, 0], "image_lengths": [0, 0]}), "missing keys ['backbone']"),
         ("alpha_history.jsonl", '{"epoch": 1}\n', "alpha_history.jsonl:1: missing keys"),
         ("alpha_history.jsonl",
          json.dumps({"epoch": 1, "candidates": [0, 1, 2, 3], "temperature": 1.0,

@@ -26,12 +26,9 @@ from dassl.engine import TRAINER_REGISTRY
 from dassl.metrics import compute_accuracy
 
 from trainers.dpl_common import DPLTrainerBase, cycle
-from trainers.dpl_core.architecture import PromptArchitecture, decode, default_candidates
+from trainers.dpl_core.architecture import ARCH_FILE, HISTORY_FILE, PromptArchitecture, decode, default_candidates
 from trainers.dpl_core.config import VAL_SOURCES
 from trainers.dpl_core.prompted_clip import TOWERS, PromptedCLIP
-
-ARCH_FILE = "arch.json"
-HISTORY_FILE = "alpha_history.jsonl"
 
 
 def split_holdout(items: list, fraction: float, seed: int) -> tuple[list, list]:

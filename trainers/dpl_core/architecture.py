@@ -16,6 +16,10 @@ from typing import Any, Sequence
 FORMAT_NAME = "dpl-architecture"
 FORMAT_VERSION = 1
 TOWERS = ("text", "image")
+# The files a search writes into its output folder: the decoded architecture (this format)
+# and one JSON line of raw alphas per finished epoch.
+ARCH_FILE = "arch.json"
+HISTORY_FILE = "alpha_history.jsonl"
 
 
 class ArchitectureError(ValueError):

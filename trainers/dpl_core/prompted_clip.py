@@ -33,9 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from .architecture import PromptArchitecture
-
-TOWERS = ("text", "image")
+from .architecture import TOWERS, PromptArchitecture
 
 # Automatic class chunking (TRAINER.DPL.CLASS_CHUNK_SIZE 0): chunks of this many length-sorted
 # class prompts, recomputed in backward once there are more classes than RECOMPUTE_ABOVE_CLASSES
