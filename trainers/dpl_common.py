@@ -28,7 +28,7 @@ from dassl.engine import TrainerX
 from dassl.optim import build_optimizer
 from torch import Tensor, nn
 
-from trainers.dpl_core.clip_loader import load_clip
+from trainers.dpl_core.clip_loader import CLIPLoadError, check_vit_backbone, load_clip
 from trainers.dpl_core.config import PRECISIONS, add_dpl_config
 from trainers.dpl_core.prompted_clip import (
     AUTO_CLASS_CHUNK,
@@ -92,11 +92,10 @@ class DPLTrainerBase(TrainerX):
         prec = cfg.TRAINER.DPL.PREC
         if prec not in PRECISIONS:
             raise ValueError(f"TRAINER.DPL.PREC must be one of {PRECISIONS}, got {prec!r}")
-        if cfg.MODEL.BACKBONE.NAME.upper().startswith("RN"):
-            raise ValueError(
-                f"MODEL.BACKBONE.NAME is {cfg.MODEL.BACKBONE.NAME!r}, a ResNet; DPL puts prompts into "
-                "the transformer blocks of both towers and needs a ViT backbone (e.g. ViT-B/16)"
-            )
+        try:  # here, before the datasets are read, not only when CLIP is loaded
+            check_vit_backbone(cfg.MODEL.BACKBONE.NAME)
+        except CLIPLoadError as error:
+            raise ValueError(f"MODEL.BACKBONE.NAME: {error}") from None
 
     # ----- model -----------------------------------------------------------------------------
 

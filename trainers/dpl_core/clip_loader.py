@@ -47,8 +47,13 @@ def _known_models() -> dict[str, str]:
     return dict(getattr(clip.clip, "_MODELS", {}))
 
 
-def _is_resnet_name(backbone: str) -> bool:
-    return backbone.upper().startswith("RN")
+def check_vit_backbone(backbone: str) -> None:
+    """Raise :class:`CLIPLoadError` if ``backbone`` names a ResNet CLIP (``RN50``, ...)."""
+    if backbone.upper().startswith("RN"):
+        raise CLIPLoadError(
+            f"backbone {backbone!r} is a ResNet; DPL puts prompts into transformer blocks of both "
+            "towers and needs a ViT backbone (ViT-B/32, ViT-B/16, ViT-L/14, ...)"
+        )
 
 
 def cached_checkpoint_path(backbone: str, cache_dir: str | None = None) -> str:
@@ -119,11 +124,7 @@ def load_clip(
     Raises:
         CLIPLoadError: ResNet backbone, file not found offline, or unreadable checkpoint.
     """
-    if _is_resnet_name(backbone):
-        raise CLIPLoadError(
-            f"backbone {backbone!r} is a ResNet; DPL puts prompts into transformer blocks of both "
-            "towers and needs a ViT backbone (ViT-B/32, ViT-B/16, ViT-L/14, ...)"
-        )
+    check_vit_backbone(backbone)
     if checkpoint:
         path = os.path.expanduser(checkpoint)
         if not os.path.isfile(path):
