@@ -92,6 +92,7 @@ from trainers.dpl_core.prompted_clip import (  # noqa: E402
     AUTO_CLASS_CHUNK,
     RECOMPUTE_ABOVE_CLASSES,
     PromptedCLIP,
+    class_chunks,
     truncate_tokens,
 )
 
@@ -406,8 +407,7 @@ def mean_text_length(tokens: Tensor, chunk_size: int) -> float:
     for ``tokens.shape[1]``."""
     if not 0 < chunk_size < tokens.shape[0]:
         return float(tokens.shape[1])
-    lengths = (tokens.argmax(dim=-1) + 1).sort().values
-    return sum(len(chunk) * int(chunk.max()) for chunk in lengths.split(chunk_size)) / len(lengths)
+    return sum(len(index) * length for index, length in class_chunks(tokens, chunk_size)) / tokens.shape[0]
 
 
 def _now(device: torch.device) -> float:

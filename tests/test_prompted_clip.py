@@ -9,7 +9,7 @@ import torch
 from reference_supernet import naive_encode_image, naive_encode_text
 from trainers.dpl_core.architecture import PromptArchitecture
 from trainers.dpl_core.clip_loader import load_clip
-from trainers.dpl_core.prompted_clip import PromptedCLIP, run_block, tower_blocks, tower_depths, truncate_tokens
+from trainers.dpl_core.prompted_clip import PromptedCLIP, class_chunks, run_block, tower_blocks, tower_depths, truncate_tokens
 from tiny_clip import write_tiny_checkpoint
 
 CLASS_PROMPTS = ["a photo of a dog.", "a photo of a red circle, a type of shape.", "cat", "a photo of a sunflower."]
@@ -66,6 +66,16 @@ def test_truncate_tokens_keeps_every_eot(tokens):
     short = truncate_tokens(tokens)
     assert torch.equal(short.argmax(-1), tokens.argmax(-1))
     assert short.shape[1] == int(tokens.argmax(-1).max()) + 1
+
+
+def test_class_chunks_cover_every_row_once_sorted_and_cut_after_their_own_eot(tokens):
+    chunks = class_chunks(tokens, 3)
+    assert [len(index) for index, _ in chunks] == [3, 1]
+    order = torch.cat([index for index, _ in chunks])
+    assert sorted(order.tolist()) == list(range(len(CLASS_PROMPTS)))
+    ends = tokens.argmax(dim=-1) + 1
+    assert [length for _, length in chunks] == [int(ends[index].max()) for index, _ in chunks]
+    assert ends[order].tolist() == sorted(ends.tolist())
 
 
 def test_one_hot_supernet_equals_fixed_architecture(clip_model, tokens, images):

@@ -81,6 +81,26 @@ def truncate_tokens(tokens: Tensor) -> Tensor:
     return tokens[:, :length]
 
 
+def class_chunks(tokens: Tensor, chunk_size: int) -> list[tuple[Tensor, int]]:
+    """How :meth:`PromptedCLIP.encode_text` splits the class prompts into chunks.
+
+    Rows are sorted by prompt length and taken ``chunk_size`` at a time; each chunk is cut
+    after its own last EOT token.
+
+    Args:
+        tokens: ``[classes, n]`` token ids.
+        chunk_size: rows per chunk (> 0).
+
+    Returns:
+        Per chunk, ``(row indices [rows], positions to encode)``.
+    """
+    lengths = tokens.argmax(dim=-1) + 1
+    order = torch.argsort(lengths)
+    bounds = lengths[order].split(chunk_size)
+    longest = torch.stack([b.max() for b in bounds]).tolist()  # one host sync
+    return [(index, int(length)) for index, length in zip(order.split(chunk_size), longest)]
+
+
 def prompted_attention(
     attn: nn.MultiheadAttention,
     queries: Tensor,
@@ -412,13 +432,11 @@ class PromptedCLIP(nn.Module):
         """
         if not 0 < chunk_size < tokens.shape[0]:
             return self._encode_text(tokens)
-        lengths = tokens.argmax(dim=-1) + 1
-        order = torch.argsort(lengths)
-        bounds = lengths[order].split(chunk_size)
-        longest = [int(b) for b in torch.stack([b.max() for b in bounds]).tolist()]  # one host sync
+        chunks = class_chunks(tokens, chunk_size)
+        order = torch.cat([index for index, _ in chunks])
         recompute = recompute_chunks and torch.is_grad_enabled()
         features = []
-        for index, length in zip(order.split(chunk_size), longest):
+        for index, length in chunks:
             chunk = tokens[index, :length]
             if recompute:
                 features.append(checkpoint(self._encode_text, chunk, use_reentrant=False))
