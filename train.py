@@ -11,23 +11,28 @@ Example::
 from __future__ import annotations
 
 import argparse
-import glob
-import logging
 import os
 import os.path as osp
 import sys
+import traceback
 
 import torch
 from dassl.config import get_cfg_default
-from dassl.engine import build_trainer
+from dassl.engine import TRAINER_REGISTRY, build_trainer
 from dassl.utils import collect_env_info, set_random_seed, setup_logger
 
 import datasets  # noqa: F401  (registers the dataset readers)
 import trainers.dpl  # noqa: F401  (registers DPL)
 import trainers.dpl_search  # noqa: F401  (registers DPLSearch)
-from trainers.dpl_core.config import add_dpl_config
+from datasets.coop_format import DatasetError
+from trainers.dpl_core.architecture import ArchitectureError
+from trainers.dpl_core.clip_loader import CLIPLoadError
+from trainers.dpl_core.config import ConfigError, add_dpl_config
+from trainers.dpl_core.run_folder import RunFinished, RunFolderError, claim, evaluation_of
 
-FINISHED_MARK = "Finish training"
+# The project's own errors: their message says what was expected and where, so train.py prints
+# it as one line (the traceback only with --debug or DPL_DEBUG=1).
+KNOWN_ERRORS = (ConfigError, ArchitectureError, CLIPLoadError, DatasetError, RunFolderError)
 
 
 def print_args(args: argparse.Namespace, cfg) -> None:
@@ -96,15 +101,6 @@ def merge_or_explain(merge, source, where: str) -> None:
         raise SystemExit(f"{where}: {error}") from None
 
 
-def finished_log(output_dir: str) -> str | None:
-    """The log of a finished training run in ``output_dir``, if there is one."""
-    for path in sorted(glob.glob(osp.join(output_dir, "log.txt*"))):
-        with open(path, errors="replace") as f:
-            if FINISHED_MARK in f.read():
-                return path
-    return None
-
-
 def save_config(cfg) -> None:
     """Keep the resolved config next to the results (a resumed run rewrites the same content)."""
     os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
@@ -112,22 +108,35 @@ def save_config(cfg) -> None:
         f.write(cfg.dump())
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
+def check_output_dir(cfg, args: argparse.Namespace) -> bool:
+    """Compare the run asked for with what ``--output-dir`` holds, before anything is written.
+
+    Returns True when the folder holds this very run, finished (nothing to do).
+
+    Raises:
+        RunFolderError: the folder holds a different run (keys and values named) or checkpoints
+            of unknown origin; ``--eval-only`` without a model to evaluate.
+    """
+    evaluates = evaluation_of(args.model_dir, cfg.OUTPUT_DIR, args.load_epoch) if args.eval_only else None
+    record = TRAINER_REGISTRY.get(cfg.TRAINER.NAME).run_record(cfg, evaluates)
+    try:
+        claim(cfg.OUTPUT_DIR, record)
+    except RunFinished as finished:
+        print(f"{finished}; nothing to do")
+        return True
+    return False
+
+
+def run(args: argparse.Namespace) -> None:
     cfg = setup_cfg(args)
-    training = not args.eval_only and not args.no_train
-    done = finished_log(cfg.OUTPUT_DIR) if training else None
-    if done:
-        raise SystemExit(
-            f"{cfg.OUTPUT_DIR} already holds a finished run ({done} says '{FINISHED_MARK}'); "
-            "its results are kept. Choose another --output-dir to train again."
-        )
+    if cfg.TRAINER.NAME not in ("DPL", "DPLSearch"):
+        raise ConfigError(f"--trainer must be DPL or DPLSearch, got {cfg.TRAINER.NAME!r}")
+    if not args.no_train and check_output_dir(cfg, args):
+        return
     if cfg.SEED >= 0:
         print(f"Setting fixed seed: {cfg.SEED}")
         set_random_seed(cfg.SEED)
     setup_logger(cfg.OUTPUT_DIR)
-    # After setup_logger, so library log records (dataset readers, CLIP loading) reach log.txt too.
-    logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(message)s", force=True)
     if torch.cuda.is_available() and cfg.USE_CUDA:
         torch.backends.cudnn.benchmark = True
     print_args(args, cfg)
@@ -141,8 +150,22 @@ def main(argv: list[str] | None = None) -> None:
         trainer.load_model(args.model_dir, epoch=args.load_epoch)
         trainer.test()
         return
-    if training:
+    if not args.no_train:
         trainer.train()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run; a known error ends with ``error: <message>`` and exit status 1."""
+    args = build_parser().parse_args(argv)
+    try:
+        run(args)
+    except KNOWN_ERRORS as error:
+        if args.debug or os.environ.get("DPL_DEBUG") == "1":
+            raise
+        traceback.clear_frames(error.__traceback__)
+        print(f"error: {error}", file=sys.stderr)
+        print("(run with --debug or DPL_DEBUG=1 for the traceback)", file=sys.stderr)
+        raise SystemExit(1) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -161,8 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--head", type=str, default="", help="Dassl head name (unused by DPL)")
     parser.add_argument("--eval-only", action="store_true", help="only evaluate a saved model")
     parser.add_argument("--model-dir", type=str, default="", help="output directory of the run to evaluate (--eval-only)")
-    parser.add_argument("--load-epoch", type=int, help="epoch of the checkpoint to evaluate (default: model-best)")
+    parser.add_argument("--load-epoch", type=int, help="epoch of the checkpoint to evaluate (default: the last saved)")
     parser.add_argument("--no-train", action="store_true", help="build the trainer but do not train")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of known errors (also DPL_DEBUG=1)")
     parser.add_argument("opts", default=None, nargs=argparse.REMAINDER, help="trailing KEY VALUE config overrides")
     return parser
 

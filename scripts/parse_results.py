@@ -51,6 +51,13 @@ try:  # exact t quantiles when scipy is installed; a table and a series otherwis
 except ImportError:
     _scipy_stats = None
 
+# The repository root: one folder up here, two in a CoOp/MaPLe checkout (scripts/dpl/).
+ROOT = next(p for p in Path(__file__).resolve().parents if (p / "trainers" / "dpl_core").is_dir())
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from trainers.dpl_core.run_folder import folder_status  # noqa: E402
+
 logger = logging.getLogger("parse_results")
 
 FEWSHOT, BASE2NEW, CROSS = "fewshot", "base2new", "crossdataset"
@@ -67,11 +74,6 @@ DATASET_ORDER = (
 SEED_DIR = re.compile(r"^seed(\d+)$")
 SHOTS_CFG = re.compile(r"^(.+)_(\d+)shots$")
 SHOTS_DIR = re.compile(r"^shots_(\d+)$")
-LOG_NAME = re.compile(r"^log\.txt(?:-(.+))?$")  # Dassl names a restart's log log.txt-<timestamp>
-ACCURACY = re.compile(r"^\* accuracy: ([-+0-9.eE]+)%$")
-FINISH_LINES = ("Finish training", "Finished training")  # Dassl's wording; MaPLe's parser's
-RESULT_LINE = "=> result"
-PROGRESS = re.compile(r"^epoch \[\d+/\d+\]")  # Dassl's per-iteration training line
 
 # Two-sided 95% quantiles t_{0.975, df} of Student's t for df = 1..30 (computed numerically).
 _T975 = (
@@ -164,100 +166,27 @@ def hm_summary(base: Summary, new: Summary) -> Summary:
     return Summary(harmonic_mean(base.mean, new.mean), None, None, seeds, base.expected)
 
 
-# ----------------------------------------------------------------------------- logs
-
-
-@dataclass(frozen=True)
-class LogOutcome:
-    """What one log file says.
-
-    ``kind`` is ``train`` or ``eval`` (with an accuracy), ``untested`` (training finished but
-    no test followed, e.g. ``TEST.NO_TEST`` in a search run) or ``unfinished``.
-    """
-
-    path: Path
-    kind: str
-    accuracy: float | None
-    problem: str = ""
-
-
-def parse_log(path: Path) -> LogOutcome:
-    """Read a Dassl log.
-
-    A train log's result is the last ``* accuracy: X%`` after the last ``Finish training``. An
-    eval log (``eval_only: True`` in the printed arguments; for logs without the argument block,
-    one without training-progress lines) gives the last ``* accuracy`` after ``=> result``.
-    Anything else is unfinished. Validation tests during training also print ``=> result``,
-    which is why a train log without ``Finish training`` never counts as an eval log.
-    """
-    lines = [line.strip() for line in path.read_text(errors="replace").splitlines()]
-    finish = result = None
-    eval_only: bool | None = None
-    trained = False
-    accuracies: list[tuple[int, float]] = []
-    for i, line in enumerate(lines):
-        if line in FINISH_LINES:
-            finish = i
-        elif line == RESULT_LINE:
-            result = i
-        elif line.startswith("eval_only:") and eval_only is None:
-            eval_only = line.split(":", 1)[1].strip() == "True"
-        elif PROGRESS.match(line):
-            trained = True
-        else:
-            match = ACCURACY.match(line)
-            if match:
-                accuracies.append((i, float(match.group(1))))
-
-    def last_after(start: int) -> float | None:
-        after = [acc for i, acc in accuracies if i > start]
-        return after[-1] if after else None
-
-    if finish is not None:
-        accuracy = last_after(finish)
-        if accuracy is None:
-            return LogOutcome(path, "untested", None, "'Finish training' but no '* accuracy' after it")
-        return LogOutcome(path, "train", accuracy)
-    is_eval = eval_only if eval_only is not None else not trained
-    if is_eval and result is not None:
-        accuracy = last_after(result)
-        if accuracy is not None:
-            return LogOutcome(path, "eval", accuracy)
-        return LogOutcome(path, "unfinished", None, "'=> result' but no '* accuracy' after it")
-    if is_eval:
-        return LogOutcome(path, "unfinished", None, "evaluation without '=> result'")
-    return LogOutcome(path, "unfinished", None, "training without 'Finish training'")
-
-
-def _log_order(path: Path) -> tuple[int, str]:
-    # log.txt is the first run's log; restarts add log.txt-YYYY-MM-DD-HH-MM-SS, which sort by time.
-    suffix = LOG_NAME.match(path.name).group(1)
-    return (0, "") if suffix is None else (1, suffix)
+# ----------------------------------------------------------------------------- run folders
 
 
 @dataclass(frozen=True)
 class SeedRun:
-    """The result of one seed folder: the newest finished log, or why there is none."""
+    """The result of one seed folder, or why there is none."""
 
     folder: Path
     seed: int
     accuracy: float | None
-    log: Path | None
-    kind: str  # LogOutcome.kind of ``log``; "unfinished" when there is no log
+    log: Path | None  # where the result was read: result.json, or a log of a host trainer's run
+    kind: str  # train, eval, search, untested (finished without a test) or unfinished
     problem: str = ""
 
 
 def read_seed_folder(folder: Path, seed: int) -> SeedRun:
-    """Pick the most recent finished log among ``log.txt`` and ``log.txt-<timestamp>``."""
-    logs = sorted((p for p in folder.iterdir() if p.is_file() and LOG_NAME.match(p.name)), key=_log_order)
-    if not logs:
-        return SeedRun(folder, seed, None, None, "unfinished", "no log.txt")
-    outcomes = [parse_log(p) for p in logs]
-    for outcome in reversed(outcomes):
-        if outcome.accuracy is not None:
-            return SeedRun(folder, seed, outcome.accuracy, outcome.path, outcome.kind)
-    newest = outcomes[-1]
-    return SeedRun(folder, seed, None, newest.path, newest.kind, f"{newest.path.name}: {newest.problem}")
+    """The folder's result by the one definition of a finished run (``run_folder.folder_status``)."""
+    status = folder_status(folder)
+    kind = "untested" if status.state == "finished" and status.accuracy is None else status.kind
+    problem = status.problem if status.state != "finished" else ""
+    return SeedRun(folder, seed, status.accuracy, status.source, kind, problem)
 
 
 # ----------------------------------------------------------------------------- trees

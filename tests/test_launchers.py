@@ -101,8 +101,10 @@ def test_manual_presets_are_the_hand_designed_architectures_they_name(preset, ex
     assert cfg.OPTIM.MAX_EPOCH == 40, "baselines train as long as the DPL training stage"
 
 
-# A train.py that records its arguments and leaves what a run leaves: logs, checkpoints and,
-# for DPLSearch, arch.json. FAKE_STOP=<trainer> makes that trainer stop after epoch 1.
+# A train.py that records its arguments and leaves what a run leaves: logs, checkpoints, run.json,
+# for DPLSearch arch.json, and result.json last. A folder with result.json is left alone, as
+# train.py leaves a finished run of the same config. FAKE_STOP=<trainer> makes that trainer stop
+# after epoch 1.
 FAKE_TRAIN_PY = r'''
 import json, os, sys
 
@@ -113,7 +115,11 @@ out = args[args.index("--output-dir") + 1]
 trainer = args[args.index("--trainer") + 1]
 first_key = next(i for i, a in enumerate(args) if a[:1].isupper() and "." in a)
 opts = dict(zip(args[first_key::2], args[first_key + 1::2]))
+if os.path.exists(os.path.join(out, "result.json")):
+    sys.exit(0)
 os.makedirs(out, exist_ok=True)
+with open(os.path.join(out, "run.json"), "w") as f:
+    json.dump({"argv": args}, f)
 log = os.path.join(out, "log.txt")
 n = 0
 while os.path.exists(log):
@@ -121,19 +127,18 @@ while os.path.exists(log):
     log = os.path.join(out, f"log.txt-{n}")
 stop = os.environ.get("FAKE_STOP") == trainer
 with open(log, "w") as f:
-    if "--eval-only" in args:
-        f.write("=> result\n* accuracy: 50.0%\n")
-        sys.exit(0)
-    epochs = 1 if stop else int(opts.get("OPTIM.MAX_EPOCH", 2))
-    os.makedirs(os.path.join(out, "prompt_learner"), exist_ok=True)
-    for epoch in range(1, epochs + 1):
-        open(os.path.join(out, "prompt_learner", f"model.pth.tar-{epoch}"), "w").close()
-        f.write(f"epoch [{epoch}/{opts.get('OPTIM.MAX_EPOCH', 2)}]\n")
-    if stop:
-        sys.exit(1)
-    if trainer == "DPLSearch":
-        open(os.path.join(out, "arch.json"), "w").close()
-    f.write("Finish training\n* accuracy: 50.0%\n")
+    if "--eval-only" not in args:
+        epochs = 1 if stop else int(opts.get("OPTIM.MAX_EPOCH", 2))
+        os.makedirs(os.path.join(out, "prompt_learner"), exist_ok=True)
+        for epoch in range(1, epochs + 1):
+            open(os.path.join(out, "prompt_learner", f"model.pth.tar-{epoch}"), "w").close()
+            f.write(f"epoch [{epoch}/{opts.get('OPTIM.MAX_EPOCH', 2)}]\n")
+        if stop:
+            sys.exit(1)
+        if trainer == "DPLSearch":
+            open(os.path.join(out, "arch.json"), "w").close()
+with open(os.path.join(out, "result.json"), "w") as f:
+    json.dump({"kind": "train", "accuracy": 50.0}, f)
 '''
 
 
@@ -142,6 +147,8 @@ def checkout(tmp_path):
     """A CoOp/MaPLe-like checkout holding our launchers in scripts/dpl/ and a recording train.py."""
     root = tmp_path / "CoOp"
     shutil.copytree(SCRIPTS, root / "scripts" / "dpl")
+    shutil.copytree(REPO / "trainers" / "dpl_core", root / "trainers" / "dpl_core")
+    (root / "trainers" / "__init__.py").write_text("")
     shutil.copytree(REPO / "configs", root / "configs")
     (root / "train.py").write_text(FAKE_TRAIN_PY)
     (tmp_path / "data").mkdir()
@@ -181,20 +188,21 @@ def test_launchers_build_coop_command_lines_skip_finished_and_resume_unfinished_
     ]  # fmt: skip
     assert {c["cwd"] for c in new} == {str(checkout)}
 
+    # train.py is asked again (it compares the configs) and leaves the finished runs alone.
     result, new = run("few_shot.sh", "eurosat", "3", "4", "--", "OPTIM.MAX_EPOCH", "5")
-    assert new == [] and result.stdout.count("[skip]") == 2
+    assert len(new) == 2 and result.stdout.count("[skip]") == 2 and "[run]" not in result.stdout
 
     # Training stops after epoch 1 (the launcher fails with it); the rerun resumes it in place.
     result, new = run("few_shot.sh", "eurosat", "4", check=False, FAKE_STOP="DPL")
     assert result.returncode != 0 and len(new) == 2
     result, new = run("few_shot.sh", "eurosat", "4")
     assert "[skip] search" in result.stdout and "[resume] train" in result.stdout
-    assert [c["argv"][:2] for c in new] == [["--output-dir", "output/eurosat/DPL/vit_b16_ep40_batch4_16shots/seed4"]]
+    assert new[-1]["argv"][:2] == ["--output-dir", "output/eurosat/DPL/vit_b16_ep40_batch4_16shots/seed4"]
 
-    # A search folder whose log finished but lost arch.json is reported, not silently retrained.
+    # A search folder that finished but lost arch.json is reported, not silently retrained.
     (checkout / search / "arch.json").unlink()
     result, new = run("few_shot.sh", "eurosat", "3", "4", check=False)
-    assert result.returncode == 2 and "finished without arch.json" in result.stderr and new == []
+    assert result.returncode == 2 and "finished without arch.json" in result.stderr and len(new) == 1
 
     result, new = run("base2new.sh", "dtd", "2", "--", "OPTIM.MAX_EPOCH", "3", DPL_TEST_BASE="1")
     b2n_train = "output/base2new/train_base/dtd/shots_16/DPL/vit_b16_ep10_batch4_b2n/seed2"
@@ -208,15 +216,14 @@ def test_launchers_build_coop_command_lines_skip_finished_and_resume_unfinished_
     assert new[1]["argv"][-6:] == ["DATASET.SUBSAMPLE_CLASSES", "base", "TRAINER.DPL.ARCH_FILE", b2n_arch,
                                    "OPTIM.MAX_EPOCH", "3"]  # fmt: skip
     assert new[2]["argv"][-6:-3] == ["DATASET.SUBSAMPLE_CLASSES", "base", "TRAINER.DPL.ARCH_FILE"]
-    assert new[3]["argv"][2:8] == ["--eval-only", "--model-dir", b2n_train, "--load-epoch", "3", "--root"]
+    assert new[3]["argv"][2:6] == ["--eval-only", "--model-dir", b2n_train, "--root"]
     assert new[3]["argv"][-8:] == ["DATASET.NUM_SHOTS", "16", "DATASET.SUBSAMPLE_CLASSES", "new",
                                    "TRAINER.DPL.ARCH_FILE", b2n_arch, "OPTIM.MAX_EPOCH", "3"]  # fmt: skip
-    # An evaluation without a result is run again; the finished stages are not.
-    new_log = checkout / new[3]["argv"][1] / "log.txt"
-    new_log.write_text("Loading weights\n")
+    # An evaluation without a result is run again; the finished stages are skipped.
+    (checkout / new[3]["argv"][1] / "result.json").unlink()
     result, new = run("base2new.sh", "dtd", "2", "--", "OPTIM.MAX_EPOCH", "3")
-    assert "[rerun] evaluate dtd new classes" in result.stdout
-    assert len(new) == 1 and new[0]["argv"][1].startswith("output/base2new/test_new/")
+    assert "[resume] evaluate dtd new classes" in result.stdout and result.stdout.count("[skip]") == 2
+    assert len(new) == 3 and new[2]["argv"][1].startswith("output/base2new/test_new/")
 
     result, new = run("cross_dataset.sh", "1", DPL_OUTPUT="../out")  # relative to the caller's directory
     out = str(tmp_path / "out")
@@ -230,7 +237,7 @@ def test_launchers_build_coop_command_lines_skip_finished_and_resume_unfinished_
     for call, target in zip(new[2:], targets):
         argv = call["argv"]
         assert argv[argv.index("--dataset-config-file") + 1] == f"configs/datasets/{target}.yaml"
-        assert argv[argv.index("--model-dir") + 1] == source and argv[argv.index("--load-epoch") + 1] == "2"
+        assert argv[argv.index("--model-dir") + 1] == source and "--load-epoch" not in argv
         assert "DATASET.NUM_SHOTS" not in argv, "targets are evaluated on all their test images"
 
     result, new = run("manual.sh", "oxford_pets", "1", "vpt_8ctx_depth12_image", "2")

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from scripts import parse_results as pr
+from trainers.dpl_core.run_folder import log_order, parse_log
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "parse_results.py"
 
@@ -81,13 +82,13 @@ def row(data: dict, dataset: str, method: str, metric: str = "accuracy", setting
 
 def test_train_log_takes_last_accuracy_after_finish_training(tmp_path):
     log = write_train_log(tmp_path, 71.3)
-    outcome = pr.parse_log(log)
+    outcome = parse_log(log)
     assert (outcome.kind, outcome.accuracy) == ("train", 71.3)  # not the validation 11.0 before it
 
 
 def test_killed_train_log_with_validation_results_is_unfinished(tmp_path):
     # '=> result' from a validation pass must not turn a killed training run into an eval log.
-    outcome = pr.parse_log(write_train_log(tmp_path, None, finished=False))
+    outcome = parse_log(write_train_log(tmp_path, None, finished=False))
     assert outcome.kind == "unfinished" and outcome.accuracy is None
     assert "Finish training" in outcome.problem
 
@@ -96,26 +97,26 @@ def test_argument_block_decides_eval_vs_train(tmp_path):
     # No progress lines (e.g. a large TRAIN.PRINT_FREQ) but 'eval_only: False': a killed training run.
     log = tmp_path / "log.txt"
     log.write_text("\n".join(_args(False) + _result(30.0)) + "\n")
-    assert pr.parse_log(log).kind == "unfinished"
+    assert parse_log(log).kind == "unfinished"
 
 
 def test_finished_training_without_test_is_untested(tmp_path):
-    outcome = pr.parse_log(write_train_log(tmp_path, None, finished=True))
+    outcome = parse_log(write_train_log(tmp_path, None, finished=True))
     assert outcome.kind == "untested" and outcome.accuracy is None
 
 
 def test_eval_log_takes_accuracy_after_result(tmp_path):
-    outcome = pr.parse_log(write_eval_log(tmp_path, 64.2))
+    outcome = parse_log(write_eval_log(tmp_path, 64.2))
     assert (outcome.kind, outcome.accuracy) == ("eval", 64.2)
 
 
 def test_eval_log_without_argument_block_is_recognised(tmp_path):
-    outcome = pr.parse_log(write_eval_log(tmp_path, 50.5, args=False))
+    outcome = parse_log(write_eval_log(tmp_path, 50.5, args=False))
     assert (outcome.kind, outcome.accuracy) == ("eval", 50.5)
 
 
 def test_eval_log_without_result_is_unfinished(tmp_path):
-    outcome = pr.parse_log(write_eval_log(tmp_path, None))
+    outcome = parse_log(write_eval_log(tmp_path, None))
     assert outcome.kind == "unfinished" and outcome.accuracy is None
 
 
@@ -129,9 +130,9 @@ def test_restart_logs_newest_finished_wins(tmp_path):
     assert run_.log.name == "log.txt-2024-05-01-10-00-00"
 
 
-def test_log_order_is_first_run_then_restarts_by_time():
+def testlog_order_is_first_run_then_restarts_by_time():
     names = ["log.txt-2024-06-01-10-00-00", "log.txt", "log.txt-2023-12-31-23-59-59", "log.txt-2024-01-02-00-00-00"]
-    ordered = sorted((Path(n) for n in names), key=pr._log_order)
+    ordered = sorted((Path(n) for n in names), key=log_order)
     assert [p.name for p in ordered] == [
         "log.txt", "log.txt-2023-12-31-23-59-59", "log.txt-2024-01-02-00-00-00", "log.txt-2024-06-01-10-00-00"]
 

@@ -65,13 +65,13 @@ def test_every_yaml_merges_onto_the_extended_defaults():
 
 def test_search_updates_alphas_and_cycles_the_whole_validation_split(tmp_path, data_root, tiny_checkpoint):
     trainer = make_trainer(run_args("DPLSearch", tmp_path / "search", data_root, tiny_checkpoint))
-    seen = []
-    for _ in range(2 * len(trainer.arch_loader)):
-        seen += next(trainer.arch_batches)["impath"]
     val_paths = sorted(item.impath for item in trainer.arch_data)
-    half = len(seen) // 2
-    assert sorted(seen[:half]) == val_paths and sorted(seen[half:]) == val_paths
-    assert seen[:half] != seen[half:], "each pass reshuffles"
+    per_pass = -(-len(val_paths) // trainer.cfg.DATALOADER.TRAIN_X.BATCH_SIZE)
+    passes = [[path for _ in range(per_pass) for path in trainer.next_arch_batch()["impath"]] for _ in range(2)]
+    assert sorted(passes[0]) == val_paths and sorted(passes[1]) == val_paths
+    assert passes[0] != passes[1], "each pass reshuffles"
+    trainer.arch_batches_drawn = 0
+    trainer._arch_batches = None
 
     before = trainer.model.arch_weights.text.detach().clone()
     prompts_before = [p.detach().clone() for p in trainer.model.prompt_parameters()]
@@ -124,9 +124,18 @@ def test_interrupted_training_resumes_from_last_checkpoint(tmp_path, data_root, 
     argv = run_args("DPL", out, data_root, tiny_checkpoint, "TEST.FINAL_MODEL", "best_val",
                     "TRAINER.DPL.TEXT_LENGTHS", "[2, 0, 1]", "TRAINER.DPL.IMAGE_LENGTHS", "[1, 3]")  # fmt: skip
     trainer = make_trainer(argv)
-    trainer.max_epoch = 1  # stop after one epoch, as if killed right after its checkpoint
-    trainer.train()
+    original_run_epoch = trainer.run_epoch
+
+    def run_then_stop():
+        if trainer.epoch == 1:
+            raise KeyboardInterrupt  # cut off in the second epoch, after the first checkpoint
+        original_run_epoch()
+
+    trainer.run_epoch = run_then_stop
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train()
     after_first = [p.detach().clone() for p in trainer.model.prompt_parameters()]
+    assert not (out / "result.json").exists()
 
     resumed = make_trainer(argv)
     capsys.readouterr()
@@ -135,7 +144,11 @@ def test_interrupted_training_resumes_from_last_checkpoint(tmp_path, data_root, 
     assert "Previous epoch: 1" in log and "epoch [2/2]" in log and "epoch [1/2]" not in log
     assert "Deploy the model with the best val performance" in log and "model-best.pth.tar" in log
     assert "* accuracy:" in log
-    assert any(not torch.equal(a, b) for a, b in zip(after_first, resumed.model.prompt_parameters()))
+    best = torch.load(out / "prompt_learner" / "model-best.pth.tar", weights_only=True)
+    deployed = resumed._models["prompt_learner"].state_dict()
+    assert all(torch.equal(best["state_dict"][k], v) for k, v in deployed.items())
+    last = torch.load(out / "prompt_learner" / "model.pth.tar-2", weights_only=True)["state_dict"]
+    assert any(not torch.equal(a, b) for a, b in zip(after_first, last.values())), "epoch 2 trained on"
 
 
 def test_bad_inputs_give_clear_errors(tmp_path, data_root, tiny_checkpoint):

@@ -14,6 +14,7 @@ from dassl.metrics import compute_accuracy
 
 from trainers.dpl_common import DPLTrainerBase
 from trainers.dpl_core.architecture import PromptArchitecture
+from trainers.dpl_core.config import ConfigError
 from trainers.dpl_core.prompted_clip import PromptedCLIP, tower_depths
 
 
@@ -22,7 +23,7 @@ def architecture_from_cfg(cfg) -> PromptArchitecture:
     node = cfg.TRAINER.DPL
     has_lists = bool(node.TEXT_LENGTHS) or bool(node.IMAGE_LENGTHS)
     if bool(node.ARCH_FILE) == has_lists:
-        raise ValueError(
+        raise ConfigError(
             "DPL needs exactly one architecture: TRAINER.DPL.ARCH_FILE (an arch.json from DPLSearch) "
             "or both TRAINER.DPL.TEXT_LENGTHS and TRAINER.DPL.IMAGE_LENGTHS"
             + (", not both" if has_lists else "")
@@ -37,11 +38,15 @@ def architecture_from_cfg(cfg) -> PromptArchitecture:
 class DPL(DPLTrainerBase):
     """Training stage of DPL: prompts of the given lengths in every block of both towers."""
 
+    @classmethod
+    def record_architecture(cls, cfg) -> dict:
+        return architecture_from_cfg(cfg).to_dict()
+
     def check_cfg(self, cfg) -> None:
         super().check_cfg(cfg)
         self.prompt_architecture = architecture_from_cfg(cfg)
         if cfg.TRAINER.DPL.KD_WEIGHT < 0:
-            raise ValueError(f"TRAINER.DPL.KD_WEIGHT must be >= 0, got {cfg.TRAINER.DPL.KD_WEIGHT}")
+            raise ConfigError(f"TRAINER.DPL.KD_WEIGHT must be >= 0, got {cfg.TRAINER.DPL.KD_WEIGHT}")
 
     def build_model(self) -> None:
         cfg = self.cfg
@@ -51,7 +56,7 @@ class DPL(DPLTrainerBase):
         try:
             architecture.check_fits(*tower_depths(clip_model), backbone=cfg.MODEL.BACKBONE.NAME)
         except ValueError as error:
-            raise ValueError(f"{source}: {error}") from None
+            raise ConfigError(f"{source}: {error}") from None
         print(f"Architecture ({source}): {architecture.summary()}")
         model = PromptedCLIP.fixed(
             clip_model,

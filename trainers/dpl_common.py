@@ -11,25 +11,47 @@ of a host checkout behave as before:
 * ``TrainerBase.load_model`` formats ``val_result`` that is None for epoch checkpoints:
   :meth:`DPLTrainerBase.load_model` handles it. Checkpoints hold only tensors and numbers, so
   Dassl's ``torch.load`` (``weights_only`` by default on torch >= 2.6) reads them for resume.
+
+Every number a run folder reports is the run it claims to be (see ``dpl_core/run_folder.py``):
+a run claims its folder with a record of its config before training or evaluating; checkpoints
+are written atomically with the random generators' states, so a run killed at any moment and
+started again ends exactly where an uninterrupted one ends; ``result.json`` is written last.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os.path as osp
-from typing import Iterator
+import random
+import sys
+from typing import Any
 
 import clip
 import dassl.config
+import numpy as np
 import torch
 import torch.nn.functional as F
 from dassl.engine import TrainerX
 from dassl.optim import build_optimizer
 from torch import Tensor, nn
 
-from trainers.dpl_core.clip_loader import CLIPLoadError, check_vit_backbone, load_clip
-from trainers.dpl_core.config import PRECISIONS, add_dpl_config
+from trainers.dpl_core.clip_loader import CLIPLoadError, check_vit_backbone, load_clip, resolve_checkpoint
+from trainers.dpl_core.config import PRECISIONS, ConfigError, add_dpl_config
+from trainers.dpl_core.run_folder import (
+    POINTER,
+    RUN_STATE,
+    RunFolderError,
+    atomic_write,
+    claim,
+    committed_epoch,
+    evaluation_of,
+    make_record,
+    saved_epochs,
+    sha256_file,
+    write_result,
+)
 from trainers.dpl_core.prompted_clip import (
     AUTO_CLASS_CHUNK,
     RECOMPUTE_ABOVE_CLASSES,
@@ -40,6 +62,44 @@ from trainers.dpl_core.prompted_clip import (
 # Our keys join Dassl's defaults on import, so a host checkout's train.py can merge our yaml
 # files without editing its extend_cfg; keys the host defines are left untouched.
 add_dpl_config(dassl.config.cfg_default)
+
+
+class _CurrentStdout(logging.StreamHandler):
+    """Writes to whatever ``sys.stdout`` is when a record is emitted: Dassl's ``setup_logger``
+    replaces it with a tee into ``log.txt`` after our modules are imported."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stdout)
+
+    @property
+    def stream(self):  # noqa: D102
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, value) -> None:  # the base class assigns it; the current stdout is always used
+        pass
+
+
+def show_library_logs(*names: str) -> None:
+    """Route INFO and above of our loggers to the current stdout, so they reach the terminal and
+    ``log.txt`` in our ``train.py`` and in a host checkout's alike.
+
+    Importing Dassl runs ``logging.disable(logging.WARNING)`` (its WILDS reader module does so at
+    import), which silences every logger of the process; that is undone here.
+    """
+    if logging.root.manager.disable == logging.WARNING:
+        logging.disable(logging.NOTSET)
+    for name in names:
+        logger = logging.getLogger(name)
+        if not any(isinstance(h, _CurrentStdout) for h in logger.handlers):
+            handler = _CurrentStdout()
+            handler.setFormatter(logging.Formatter("%(message)s"))
+            logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+
+
+show_library_logs("trainers", "datasets")
 
 SCHEDULERS = ("cosine", "single_step", "multi_step")
 WARMUP_TYPES = ("constant", "linear")
@@ -73,16 +133,52 @@ def lr_factor(epoch: int, optim_cfg) -> float:
 def build_lr_scheduler(optimizer: torch.optim.Optimizer, optim_cfg) -> torch.optim.lr_scheduler.LambdaLR:
     """Dassl's epoch-wise schedule (with warm-up) as a ``LambdaLR`` that runs on torch 2.x."""
     if optim_cfg.LR_SCHEDULER not in SCHEDULERS:
-        raise ValueError(f"OPTIM.LR_SCHEDULER must be one of {SCHEDULERS}, got {optim_cfg.LR_SCHEDULER!r}")
+        raise ConfigError(f"OPTIM.LR_SCHEDULER must be one of {SCHEDULERS}, got {optim_cfg.LR_SCHEDULER!r}")
     if optim_cfg.WARMUP_EPOCH > 0 and optim_cfg.WARMUP_TYPE not in WARMUP_TYPES:
-        raise ValueError(f"OPTIM.WARMUP_TYPE must be one of {WARMUP_TYPES}, got {optim_cfg.WARMUP_TYPE!r}")
+        raise ConfigError(f"OPTIM.WARMUP_TYPE must be one of {WARMUP_TYPES}, got {optim_cfg.WARMUP_TYPE!r}")
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: lr_factor(epoch, optim_cfg))
 
 
-def cycle(loader: torch.utils.data.DataLoader) -> Iterator[dict]:
-    """Endless batches: every pass visits the whole loader (reshuffled if its sampler shuffles)."""
-    while True:
-        yield from loader
+def capture_rng() -> dict[str, Any]:
+    """The states of every random generator a run draws from: python, numpy, torch, CUDA.
+
+    Numpy's and python's states are stored as tensors and numbers so that the checkpoint loads
+    with ``torch.load(weights_only=True)``.
+    """
+    version, internal, gauss_next = random.getstate()
+    kind, keys, pos, has_gauss, cached_gaussian = np.random.get_state()
+    state = {
+        "python": {"version": version, "state": torch.tensor(internal, dtype=torch.int64), "gauss_next": gauss_next},
+        "numpy": {
+            "kind": kind,
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached_gaussian),
+        },
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    """Set every random generator to a state from :func:`capture_rng`."""
+    python = state["python"]
+    random.setstate((python["version"], tuple(python["state"].tolist()), python["gauss_next"]))
+    numpy = state["numpy"]
+    np.random.set_state(
+        (numpy["kind"], numpy["keys"].numpy().astype(np.uint32), numpy["pos"], numpy["has_gauss"], numpy["cached_gaussian"])
+    )
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_file(obj: Any, path: str) -> None:
+    """``torch.save`` through a temporary file renamed into place (no truncated checkpoints)."""
+    atomic_write(path, lambda handle: torch.save(obj, handle), binary=True)
 
 
 class DPLTrainerBase(TrainerX):
@@ -91,11 +187,11 @@ class DPLTrainerBase(TrainerX):
     def check_cfg(self, cfg) -> None:
         prec = cfg.TRAINER.DPL.PREC
         if prec not in PRECISIONS:
-            raise ValueError(f"TRAINER.DPL.PREC must be one of {PRECISIONS}, got {prec!r}")
+            raise ConfigError(f"TRAINER.DPL.PREC must be one of {PRECISIONS}, got {prec!r}")
         try:  # here, before the datasets are read, not only when CLIP is loaded
             check_vit_backbone(cfg.MODEL.BACKBONE.NAME)
         except CLIPLoadError as error:
-            raise ValueError(f"MODEL.BACKBONE.NAME: {error}") from None
+            raise ConfigError(f"MODEL.BACKBONE.NAME: {error}") from None
 
     # ----- model -----------------------------------------------------------------------------
 
@@ -123,7 +219,7 @@ class DPLTrainerBase(TrainerX):
         names = [name.replace("_", " ") for name in self.dm.dataset.classnames]
         templates = list(self.cfg.TRAINER.DPL.TEXT_TEMPLATES)
         if not templates or any("{}" not in t for t in templates):
-            raise ValueError(f"TRAINER.DPL.TEXT_TEMPLATES must be templates with a '{{}}' slot, got {templates}")
+            raise ConfigError(f"TRAINER.DPL.TEXT_TEMPLATES must be templates with a '{{}}' slot, got {templates}")
         tokens = torch.stack([clip.tokenize([t.format(name) for name in names]) for t in templates])
         length = truncate_tokens(tokens.flatten(0, 1)).shape[1]
         return tokens[:, :, :length].to(self.device)
@@ -139,6 +235,7 @@ class DPLTrainerBase(TrainerX):
         self.class_chunk_size = chunk if chunk > 0 else AUTO_CLASS_CHUNK
         self.recompute_chunks = self.class_tokens.shape[1] > RECOMPUTE_ABOVE_CLASSES
         self._eval_text_features = None
+        self.training_run = False  # set by before_train; load_model and test tell evaluations by it
         learned = sum(p.numel() for p in model.parameters() if p.requires_grad)
         print(f"# learned parameters: {learned:,} (CLIP frozen, precision {self.precision})")
 
@@ -190,60 +287,168 @@ class DPLTrainerBase(TrainerX):
         non_blocking = self.device.type == "cuda"
         return batch["img"].to(self.device, non_blocking=non_blocking), batch["label"].to(self.device, non_blocking=non_blocking)
 
+    # ----- the run folder --------------------------------------------------------------------
+
+    @classmethod
+    def record_architecture(cls, cfg) -> dict[str, Any] | None:
+        """The prompt architecture the run trains, for its record (None: it searches one)."""
+        return None
+
+    @classmethod
+    def run_record(cls, cfg, evaluates: dict[str, Any] | None = None) -> dict[str, Any]:
+        """What defines this run's result (see ``run_folder.make_record``); finds the CLIP file
+        (downloading it if needed) to record its SHA-256."""
+        node = cfg.TRAINER.DPL
+        clip_file = resolve_checkpoint(cfg.MODEL.BACKBONE.NAME, node.CLIP_CHECKPOINT, node.CLIP_CACHE_DIR or None)
+        return make_record(cfg, sha256_file(clip_file), cls.record_architecture(cfg), evaluates)
+
+    def before_train(self) -> None:
+        """Claim the output folder for this config (refusing another run's or a finished one),
+        then Dassl's start: resume from the last complete checkpoint, open the writer."""
+        self.training_run = True
+        claim(self.output_dir, self.run_record(self.cfg))
+        super().before_train()
+
+    def after_train(self) -> None:
+        """Dassl's end ('Finish training', the final test, which writes ``result.json``); a run
+        without a test still ends with its ``result.json``."""
+        super().after_train()
+        if self.cfg.TEST.NO_TEST:
+            self.write_result(None)
+
+    def write_result(self, accuracy: float | None, **extra: Any) -> None:
+        """``result.json``, the last file of a run: what was measured, on which split, of which model."""
+        if self.training_run:
+            kind = self.result_kind
+            model = "model-best.pth.tar" if self.cfg.TEST.FINAL_MODEL == "best_val" else f"epoch {self.max_epoch}"
+        else:
+            kind, model = "eval", self.loaded_model
+        write_result(
+            self.output_dir,
+            {"kind": kind, "trainer": type(self).__name__, "split": self.cfg.TEST.SPLIT, "accuracy": accuracy,
+             "model": model, **extra},
+        )  # fmt: skip
+
+    result_kind = "train"  # what a finished training run of this trainer is, in result.json
+
     # ----- evaluation ------------------------------------------------------------------------
 
     @torch.no_grad()
     def test(self, split: str | None = None) -> float:
-        """Dassl's evaluation, with the class features encoded once for the whole pass."""
+        """Dassl's evaluation, with the class features encoded once for the whole pass.
+
+        The final test (no ``split`` given, as Dassl's ``after_train`` and ``--eval-only`` call
+        it) writes the run's ``result.json``; per-epoch validation does not.
+        """
         self.set_model_mode("eval")
         with self.autocast():
             self._eval_text_features = self.encode_classes()
         try:
-            return super().test(split)
+            result = super().test(split)
         finally:
             self._eval_text_features = None
+        if split is None:
+            self.write_result(float(result))
+        return result
 
     def model_inference(self, images: Tensor) -> Tensor:
         return self.class_logits(images, self._eval_text_features)
 
     # ----- checkpoints -----------------------------------------------------------------------
 
-    def save_model(self, epoch: int, directory: str, is_best: bool = False, val_result=None, model_name: str = "") -> None:
-        """Dassl's saving, but a named copy (``model-best.pth.tar``) does not move the resume pointer.
+    def run_state(self) -> dict[str, Any]:
+        """What a resumed run needs besides models and optimizers to continue exactly."""
+        state = {"rng": capture_rng(), "best_result": float(self.best_result)}
+        if self.scaler is not None:
+            state["grad_scaler"] = self.scaler.state_dict()
+        return state
 
-        Dassl rewrites each model's ``checkpoint`` file on every save, so after a best-val copy
-        a resume would restart from the best epoch instead of the last saved one.
+    def load_run_state(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`run_state` saved."""
+        restore_rng(state["rng"])
+        self.best_result = state["best_result"]
+        if self.scaler is not None and "grad_scaler" in state:
+            self.scaler.load_state_dict(state["grad_scaler"])
+
+    def save_model(self, epoch: int, directory: str, is_best: bool = False, val_result=None, model_name: str = "") -> None:
+        """Dassl's checkpoint files and contents, written so that a kill at any moment leaves a
+        folder that resumes exactly.
+
+        Every file is written atomically. For an epoch checkpoint, the models' files come first,
+        then ``run_state/model.pth.tar-<E>`` (:meth:`run_state`), then the models' ``checkpoint``
+        pointers and last the run state's pointer, which commits the epoch. A named copy
+        (``model-best.pth.tar``) moves no pointer, so a resume continues from the last epoch.
         """
-        pointers = {}
+        file_name = model_name or f"model.pth.tar-{epoch + 1}"
+        names = self.get_model_names()
+        for name in names:
+            optim, sched = self._optims[name], self._scheds[name]
+            path = osp.join(directory, name, file_name)
+            save_file(
+                {"state_dict": self._models[name].state_dict(), "epoch": epoch + 1,
+                 "optimizer": None if optim is None else optim.state_dict(),
+                 "scheduler": None if sched is None else sched.state_dict(), "val_result": val_result},
+                path,
+            )  # fmt: skip
+            print(f"Checkpoint saved to {path}")
+            if is_best:
+                save_file(torch.load(path, weights_only=True), osp.join(directory, name, "model-best.pth.tar"))
         if model_name:
-            for name in self.get_model_names():
-                pointer = osp.join(directory, name, "checkpoint")
-                if osp.exists(pointer):
-                    with open(pointer) as f:
-                        pointers[pointer] = f.read()
-        super().save_model(epoch, directory, is_best=is_best, val_result=val_result, model_name=model_name)
-        for pointer, content in pointers.items():
-            with open(pointer, "w") as f:
-                f.write(content)
+            return
+        save_file(self.run_state(), osp.join(directory, RUN_STATE, file_name))
+        for name in [*names, RUN_STATE]:
+            atomic_write(osp.join(directory, name, POINTER), lambda handle: handle.write(file_name + "\n"))
+
+    def resume_model_if_exist(self, directory: str) -> int:
+        """Resume from the last committed epoch (every model, optimizer, scheduler, random
+        generator and data position as saved); returns the epoch to start from."""
+        epoch = committed_epoch(directory)
+        if epoch is None:
+            print("No checkpoint found, train from scratch")
+            return 0
+        print(f"Found checkpoint at {directory} (will resume training)")
+        file_name = f"model.pth.tar-{epoch}"
+        for name in self.get_model_names():
+            path = osp.join(directory, name, file_name)
+            print(f"Loading checkpoint from {path}")
+            checkpoint = torch.load(path, map_location=self.device, weights_only=True)
+            self._models[name].load_state_dict(checkpoint["state_dict"])
+            if self._optims[name] is not None:
+                self._optims[name].load_state_dict(checkpoint["optimizer"])
+            if self._scheds[name] is not None:
+                self._scheds[name].load_state_dict(checkpoint["scheduler"])
+        self.load_run_state(torch.load(osp.join(directory, RUN_STATE, file_name), weights_only=True))
+        print(f"Previous epoch: {epoch}")
+        return epoch
 
     def load_model(self, directory: str, epoch: int | None = None) -> None:
-        """Load learned tensors saved by :meth:`save_model` (Dassl's file names and messages)."""
-        if not directory:
-            print("Note that load_model() is skipped as no pretrained model is given")
-            return
+        """Load saved learned tensors: for ``--eval-only`` (``epoch`` None: the last saved
+        epoch, named by the run's checkpoint pointer), or Dassl's best-val deployment.
+
+        An evaluation claims its own output folder with a record of the checkpoints it reads.
+        """
+        if not self.training_run:
+            evaluates = evaluation_of(directory, self.output_dir, epoch)
+            if epoch is None:
+                epoch = evaluates["epoch"]
+                print(f"Evaluating epoch {epoch}, the last saved in {directory} (saved epochs: "
+                      f"{', '.join(map(str, saved_epochs(directory)))}; choose with --load-epoch)")  # fmt: skip
+            claim(self.output_dir, self.run_record(self.cfg, evaluates))
         model_file = "model-best.pth.tar" if epoch is None else f"model.pth.tar-{epoch}"
+        self.loaded_model = osp.join(directory, "<model>", model_file)
         for name in self.get_model_names():
             path = osp.join(directory, name, model_file)
             if not osp.exists(path):
-                raise FileNotFoundError(
+                epochs = ", ".join(map(str, saved_epochs(directory))) or "none"
+                raise RunFolderError(
                     f"No model at {path}: expected a checkpoint of a {type(self).__name__} run "
-                    f"({'model-best.pth.tar' if epoch is None else f'epoch {epoch}'}) in {directory}"
+                    f"({'model-best.pth.tar' if epoch is None else f'epoch {epoch}'}) in {directory} (saved epochs: {epochs})"
                 )
             checkpoint = torch.load(path, map_location=self.device, weights_only=True)
             try:
                 self._models[name].load_state_dict(checkpoint["state_dict"])
             except RuntimeError as error:
-                raise RuntimeError(
+                raise RunFolderError(
                     f"{path} does not fit this model (a different architecture or backbone?): {error}"
                 ) from None
             val_result = checkpoint.get("val_result")

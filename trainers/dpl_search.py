@@ -2,7 +2,9 @@
 
 Every iteration takes an alpha step on a validation batch (Adam on the architecture weights
 only), then a prompt step on the training batch (Dassl's optimizer and schedule on the
-candidate prompts only). After each epoch the decoded architecture and per-block mixture
+candidate prompts only). Validation batches come from an endless shuffled sequence with its
+own generator whose position is checkpointed, so a resumed search draws what an uninterrupted
+one would. After each epoch the decoded architecture and per-block mixture
 entropies are logged and the raw alphas appended to ``alpha_history.jsonl``; at the end the
 architecture is written to ``arch.json`` in the output folder.
 """
@@ -18,16 +20,18 @@ import random
 import time
 from collections import defaultdict
 
+from typing import Any, Iterator
+
 import torch
 import torch.nn.functional as F
-from dassl.data.data_manager import build_data_loader
+from dassl.data.data_manager import DatasetWrapper, build_data_loader
 from dassl.data.transforms import build_transform
 from dassl.engine import TRAINER_REGISTRY
 from dassl.metrics import compute_accuracy
 
-from trainers.dpl_common import DPLTrainerBase, cycle
+from trainers.dpl_common import DPLTrainerBase
 from trainers.dpl_core.architecture import ARCH_FILE, HISTORY_FILE, PromptArchitecture, decode, default_candidates
-from trainers.dpl_core.config import VAL_SOURCES
+from trainers.dpl_core.config import VAL_SOURCES, ConfigError
 from trainers.dpl_core.prompted_clip import TOWERS, PromptedCLIP
 
 
@@ -45,7 +49,7 @@ def split_holdout(items: list, fraction: float, seed: int) -> tuple[list, list]:
     for label in sorted(by_label):
         group = sorted(by_label[label], key=lambda item: item.impath)
         if len(group) < 2:
-            raise ValueError(
+            raise ConfigError(
                 f"class {label} has {len(group)} training image(s); holding out validation images for the "
                 "alpha step needs at least 2 per class (use more shots or a dataset with a val split)"
             )
@@ -56,6 +60,31 @@ def split_holdout(items: list, fraction: float, seed: int) -> tuple[list, list]:
     return train, held_out
 
 
+class EndlessShuffledBatches(torch.utils.data.Sampler):
+    """Batches of indices into ``size`` items, without end, resumable at any batch.
+
+    Pass ``p`` is a permutation drawn from a generator seeded with ``seed + p`` and cut into
+    ``ceil(size / batch_size)`` batches (the last may be smaller), so every pass visits every
+    item once and batch ``k`` is the same whatever happened before it: a sampler started at
+    ``start = k`` continues the sequence of one started at 0 after ``k`` batches.
+    """
+
+    def __init__(self, size: int, batch_size: int, seed: int, start: int = 0) -> None:
+        self.size, self.batch_size, self.seed, self.start = size, batch_size, seed, start
+        self.batches_per_pass = math.ceil(size / batch_size)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        index = self.start
+        order, order_pass = None, None
+        while True:
+            pass_index, batch = divmod(index, self.batches_per_pass)
+            if pass_index != order_pass:
+                generator = torch.Generator().manual_seed(self.seed + pass_index)
+                order, order_pass = torch.randperm(self.size, generator=generator).tolist(), pass_index
+            yield order[batch * self.batch_size : (batch + 1) * self.batch_size]
+            index += 1
+
+
 @TRAINER_REGISTRY.register()
 class DPLSearch(DPLTrainerBase):
     """Search stage of DPL: learns candidate prompts and architecture weights of both towers."""
@@ -64,11 +93,11 @@ class DPLSearch(DPLTrainerBase):
         super().check_cfg(cfg)
         search = cfg.TRAINER.DPLSEARCH
         if search.VAL_SOURCE not in VAL_SOURCES:
-            raise ValueError(f"TRAINER.DPLSEARCH.VAL_SOURCE must be one of {VAL_SOURCES}, got {search.VAL_SOURCE!r}")
+            raise ConfigError(f"TRAINER.DPLSEARCH.VAL_SOURCE must be one of {VAL_SOURCES}, got {search.VAL_SOURCE!r}")
         if search.MAX_LENGTH < 1:
-            raise ValueError(f"TRAINER.DPLSEARCH.MAX_LENGTH must be >= 1, got {search.MAX_LENGTH}")
+            raise ConfigError(f"TRAINER.DPLSEARCH.MAX_LENGTH must be >= 1, got {search.MAX_LENGTH}")
         if not 0 < search.HOLDOUT_FRACTION < 1:
-            raise ValueError(f"TRAINER.DPLSEARCH.HOLDOUT_FRACTION must be in (0, 1), got {search.HOLDOUT_FRACTION}")
+            raise ConfigError(f"TRAINER.DPLSEARCH.HOLDOUT_FRACTION must be in (0, 1), got {search.HOLDOUT_FRACTION}")
 
     def build_data_loader(self) -> None:
         """Dassl's loaders plus an endless, shuffled loader of validation batches for the alpha step."""
@@ -80,7 +109,7 @@ class DPLSearch(DPLTrainerBase):
         separate_val = bool(val) and not any(item.impath in test_paths for item in val)
         source = cfg.TRAINER.DPLSEARCH.VAL_SOURCE
         if source == "val" and not separate_val:
-            raise ValueError(
+            raise ConfigError(
                 f"{cfg.DATASET.NAME} has no validation split separate from its test split, so alphas would be "
                 "tuned on test images; set TRAINER.DPLSEARCH.VAL_SOURCE holdout (or auto)"
             )
@@ -103,15 +132,38 @@ class DPLSearch(DPLTrainerBase):
         else:
             print(f"Alpha step data: the validation split ({len(val)} images)")
         self.arch_data = val
-        self.arch_loader = build_data_loader(
-            cfg,
-            sampler_type="RandomSampler",
-            data_source=val,
-            batch_size=batch_size,
-            tfm=build_transform(cfg, is_train=False),
-            is_train=False,
-        )
-        self.arch_batches = cycle(self.arch_loader)
+        # Its own generators, so drawing validation batches leaves the global random state (and
+        # so the training batches and crops) as it is; the seed itself comes from that state.
+        self.arch_batch_seed = int(torch.randint(2**62, ()).item())
+        self.arch_batches_drawn = 0
+        self._arch_batches = None
+
+    def next_arch_batch(self) -> dict:
+        """The next validation batch of the alpha step (see :class:`EndlessShuffledBatches`)."""
+        if self._arch_batches is None:
+            cfg = self.cfg
+            sampler = EndlessShuffledBatches(
+                len(self.arch_data), cfg.DATALOADER.TRAIN_X.BATCH_SIZE, self.arch_batch_seed, self.arch_batches_drawn
+            )
+            loader = torch.utils.data.DataLoader(
+                DatasetWrapper(cfg, self.arch_data, transform=build_transform(cfg, is_train=False), is_train=False),
+                batch_sampler=sampler,
+                num_workers=cfg.DATALOADER.NUM_WORKERS,
+                pin_memory=torch.cuda.is_available() and cfg.USE_CUDA,
+                generator=torch.Generator().manual_seed(self.arch_batch_seed),
+            )
+            self._arch_batches = iter(loader)
+        self.arch_batches_drawn += 1
+        return next(self._arch_batches)
+
+    def run_state(self) -> dict[str, Any]:
+        return {**super().run_state(), "arch_batch_seed": self.arch_batch_seed, "arch_batches_drawn": self.arch_batches_drawn}
+
+    def load_run_state(self, state: dict[str, Any]) -> None:
+        super().load_run_state(state)
+        self.arch_batch_seed = state["arch_batch_seed"]
+        self.arch_batches_drawn = state["arch_batches_drawn"]
+        self._arch_batches = None  # restarts at the restored position on the next draw
 
     def build_model(self) -> None:
         cfg = self.cfg
@@ -135,7 +187,7 @@ class DPLSearch(DPLTrainerBase):
         self.register_model("arch_weights", model.arch_weights, alpha_optim, None)
 
     def forward_backward(self, batch: dict) -> dict:
-        arch_batch = next(self.arch_batches)
+        arch_batch = self.next_arch_batch()
         arch_images, arch_labels = self.parse_batch_train(arch_batch)
         arch_loss = F.cross_entropy(self.class_logits(arch_images), arch_labels)
         self.backward_and_update(arch_loss, "arch_weights")
@@ -157,7 +209,8 @@ class DPLSearch(DPLTrainerBase):
         )
 
     def after_epoch(self) -> None:
-        super().after_epoch()
+        """Log the decoded architecture and entropies and append the alphas to the history, then
+        Dassl's checkpointing: a resume from this epoch's checkpoint finds its history line."""
         weights = self.model.arch_weights
         architecture = self.architecture()
         print(f"epoch [{self.epoch + 1}/{self.max_epoch}] architecture {architecture.summary()}")
@@ -168,6 +221,7 @@ class DPLSearch(DPLTrainerBase):
             for block, length in enumerate(architecture.lengths(tower)):
                 self.write_scalar(f"search/{tower}_length/block{block}", length, self.epoch + 1)
         self.append_history()
+        super().after_epoch()
 
     def append_history(self) -> None:
         """Add this epoch's raw alphas; lines of later epochs (from a cut-off run) are dropped."""
@@ -190,7 +244,11 @@ class DPLSearch(DPLTrainerBase):
             f.writelines(lines)
         os.replace(path + ".tmp", path)
 
+    result_kind = "search"
+
     def after_train(self) -> None:
+        """Write ``arch.json``; then Dassl's end with a test of the supernet if asked for; the
+        ``result.json`` that finishes the run comes last either way."""
         path = osp.join(self.output_dir, ARCH_FILE)
         architecture = self.architecture()
         architecture.save(path)
@@ -203,3 +261,7 @@ class DPLSearch(DPLTrainerBase):
         print("Supernet not tested (set TRAINER.DPLSEARCH.TEST_SUPERNET True to test it)")
         print(f"Elapsed: {datetime.timedelta(seconds=round(time.time() - self.time_start))}")
         self.close_writer()
+        self.write_result(None)
+
+    def write_result(self, accuracy: float | None, **extra: Any) -> None:
+        super().write_result(accuracy, architecture=ARCH_FILE, **extra)

@@ -8,11 +8,12 @@
 #     DPL_OUTPUT (output root, default `output` in the repository root);
 #   - the arguments after `--` go to train.py unchanged as KEY VALUE config overrides, after
 #     the launcher's own keys (so they win);
-#   - a finished stage is skipped; an unfinished one is started again in the same folder,
-#     where train.py resumes from the last checkpoint (an evaluation simply runs again).
-
-FINISH_MARK="Finish training"  # printed by Dassl at the end of training
-RESULT_MARK="=> result"        # printed by Dassl's evaluator before '* accuracy: X%'
+#   - every stage goes through train.py, which compares the stage's config with the record
+#     (run.json) of its folder: a finished run of the same config is skipped, an unfinished
+#     one resumes from its last checkpoint, a folder of another config is an error that names
+#     the differing keys. Whether a folder is finished is answered by
+#     trainers/dpl_core/run_folder.py (result.json), the same definition as train.py's and
+#     parse_results.py's.
 
 dpl_die() {
   echo "error: $*" >&2
@@ -151,71 +152,32 @@ dpl_require_data() {
   fi
 }
 
-# The log files Dassl wrote in a run folder: log.txt, then log.txt-<timestamp> per restart.
-dpl_logs() {
-  local logs
-  shopt -s nullglob
-  logs=("$1"/log.txt*)
-  shopt -u nullglob
-  if ((${#logs[@]})); then
-    printf '%s\n' "${logs[@]}"
-  fi
+# dpl_state DIR: finished, unfinished or empty (no folder, or nothing of a run in it).
+dpl_state() {
+  local line
+  line=$("$PYTHON" -m trainers.dpl_core.run_folder "$1" 2>/dev/null) || true
+  echo "${line%%:*}"
 }
 
-# dpl_train_finished DIR: some log in DIR says training finished.
-dpl_train_finished() {
-  local log
-  while IFS= read -r log; do
-    if grep -qF -- "$FINISH_MARK" "$log"; then
-      return 0
-    fi
-  done < <(dpl_logs "$1")
-  return 1
-}
-
-# dpl_eval_finished DIR: some log in DIR has '=> result' followed by '* accuracy: X%'.
-dpl_eval_finished() {
-  local log
-  while IFS= read -r log; do
-    if awk -v mark="$RESULT_MARK" '$0 == mark { seen = 1 } seen && /^\* accuracy: / { found = 1 } END { exit !found }' "$log"; then
-      return 0
-    fi
-  done < <(dpl_logs "$1")
-  return 1
-}
-
-# dpl_last_epoch DIR: the highest N among DIR/<model>/model.pth.tar-N (the final checkpoint
-# of a finished run, whatever OPTIM.MAX_EPOCH the run was given).
-dpl_last_epoch() {
-  local f n best=0
-  for f in "$1"/*/model.pth.tar-*; do
-    n=${f##*-}
-    if [[ -f $f && $n =~ ^[0-9]+$ ]] && ((n > best)); then
-      best=$n
-    fi
-  done
-  if ((best == 0)); then
-    dpl_die "no checkpoint <model>/model.pth.tar-<epoch> in $1 to evaluate"
-  fi
-  echo "$best"
-}
-
-# dpl_train LABEL DIR TRAIN_PY_ARG...: train into DIR unless a finished run is there.
+# dpl_train LABEL DIR TRAIN_PY_ARG...: run train.py into DIR; it skips a finished run of the
+# same config, resumes an unfinished one and refuses a folder of another config.
 dpl_train() {
-  local label=$1 dir=$2
+  local label=$1 dir=$2 state
   shift 2
-  if dpl_train_finished "$dir"; then
-    echo "[skip] $label: finished run in $dir"
-    return 0
+  state=$(dpl_state "$dir")
+  case $state in
+    finished) echo "[check] $label: $dir holds a finished run; train.py compares its config" ;;
+    unfinished) echo "[resume] $label: unfinished run in $dir; train.py resumes it from its last checkpoint" ;;
+    *) echo "[run] $label -> $dir" ;;
+  esac
+  if ! "$PYTHON" train.py --output-dir "$dir" "$@"; then
+    dpl_die "$label: train.py failed (see above); nothing in $dir was overwritten"
   fi
-  if [[ -d $dir ]]; then
-    echo "[resume] $label: unfinished run in $dir; running again there (train.py resumes from its last checkpoint)"
-  else
-    echo "[run] $label -> $dir"
+  if [[ $(dpl_state "$dir") != finished ]]; then
+    dpl_die "$label: train.py returned but $dir has no result.json"
   fi
-  "$PYTHON" train.py --output-dir "$dir" "$@"
-  if ! dpl_train_finished "$dir"; then
-    dpl_die "$label: train.py returned but no log in $dir says '$FINISH_MARK'"
+  if [[ $state == finished ]]; then
+    echo "[skip] $label: finished run of this config in $dir"
   fi
 }
 
@@ -228,26 +190,13 @@ dpl_search() {
   fi
 }
 
-# dpl_eval LABEL DIR MODEL_DIR TRAIN_PY_ARG...: evaluate the final checkpoint of the finished
-# run in MODEL_DIR into DIR unless DIR already has a result.
+# dpl_eval LABEL DIR MODEL_DIR TRAIN_PY_ARG...: evaluate the last saved checkpoint of the
+# finished run in MODEL_DIR into DIR (skipped when DIR holds this evaluation, finished).
 dpl_eval() {
-  local label=$1 dir=$2 model_dir=$3 epoch
+  local label=$1 dir=$2 model_dir=$3
   shift 3
-  if dpl_eval_finished "$dir"; then
-    echo "[skip] $label: result already in $dir"
-    return 0
-  fi
-  if ! dpl_train_finished "$model_dir"; then
+  if [[ $(dpl_state "$model_dir") != finished ]]; then
     dpl_die "$label: the model in $model_dir has not finished training"
   fi
-  epoch=$(dpl_last_epoch "$model_dir")
-  if [[ -d $dir ]]; then
-    echo "[rerun] $label: no result in $dir yet; evaluating again"
-  else
-    echo "[run] $label -> $dir"
-  fi
-  "$PYTHON" train.py --output-dir "$dir" --eval-only --model-dir "$model_dir" --load-epoch "$epoch" "$@"
-  if ! dpl_eval_finished "$dir"; then
-    dpl_die "$label: train.py returned but no log in $dir has '$RESULT_MARK' and an accuracy"
-  fi
+  dpl_train "$label" "$dir" --eval-only --model-dir "$model_dir" "$@"
 }

@@ -78,11 +78,11 @@ def _is_torchscript_archive(path: str) -> bool:
 
 def _read_state_dict(path: str) -> dict[str, torch.Tensor]:
     """State dict from a JIT archive (OpenAI's release format) or a saved state dict."""
-    if _is_torchscript_archive(path):
-        return torch.jit.load(path, map_location="cpu").state_dict()
     try:
+        if _is_torchscript_archive(path):
+            return torch.jit.load(path, map_location="cpu").state_dict()
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
+    except Exception as error:  # torch raises several types for truncated or foreign files
         raise CLIPLoadError(f"could not read CLIP checkpoint {path}: {error}") from error
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
@@ -106,13 +106,13 @@ def build_vanilla_clip(state_dict: dict[str, torch.Tensor]) -> nn.Module:
     return model.float().eval()
 
 
-def load_clip(
+def resolve_checkpoint(
     backbone: str,
     checkpoint: str | None = None,
     cache_dir: str | None = None,
     download: bool = True,
-) -> nn.Module:
-    """Load a ViT CLIP in fp32 on the CPU.
+) -> str:
+    """The local file holding the CLIP weights, downloaded first if allowed and needed.
 
     Args:
         backbone: OpenAI model name such as ``"ViT-B/16"``. Only used to find the file when
@@ -122,27 +122,42 @@ def load_clip(
         download: allow downloading when no local file is found.
 
     Raises:
-        CLIPLoadError: ResNet backbone, file not found offline, or unreadable checkpoint.
+        CLIPLoadError: ResNet backbone, or file not found (and not downloadable).
     """
     check_vit_backbone(backbone)
     if checkpoint:
         path = os.path.expanduser(checkpoint)
         if not os.path.isfile(path):
             raise CLIPLoadError(f"CLIP checkpoint not found: {path} (set by TRAINER.DPL.CLIP_CHECKPOINT)")
-    else:
-        path = cached_checkpoint_path(backbone, cache_dir)
-        if not os.path.isfile(path):
-            if not download:
-                raise CLIPLoadError(f"CLIP weights for {backbone} not found at {path} and downloading is disabled")
-            logger.info("Downloading CLIP %s into %s", backbone, os.path.dirname(path))
-            try:
-                path = clip.clip._download(_known_models()[backbone], os.path.dirname(path))
-            except Exception as error:  # urllib raises several types when offline
-                raise CLIPLoadError(
-                    f"CLIP weights for {backbone} are not at {path} and could not be downloaded "
-                    f"({type(error).__name__}: {error}). Copy the file there, or point "
-                    "TRAINER.DPL.CLIP_CHECKPOINT at a local checkpoint."
-                ) from error
+        return path
+    path = cached_checkpoint_path(backbone, cache_dir)
+    if os.path.isfile(path):
+        return path
+    if not download:
+        raise CLIPLoadError(f"CLIP weights for {backbone} not found at {path} and downloading is disabled")
+    logger.info("Downloading CLIP %s into %s", backbone, os.path.dirname(path))
+    try:
+        return clip.clip._download(_known_models()[backbone], os.path.dirname(path))
+    except Exception as error:  # urllib raises several types when offline
+        raise CLIPLoadError(
+            f"CLIP weights for {backbone} are not at {path} and could not be downloaded "
+            f"({type(error).__name__}: {error}). Copy the file there, or point "
+            "TRAINER.DPL.CLIP_CHECKPOINT at a local checkpoint."
+        ) from error
+
+
+def load_clip(
+    backbone: str,
+    checkpoint: str | None = None,
+    cache_dir: str | None = None,
+    download: bool = True,
+) -> nn.Module:
+    """Load a ViT CLIP in fp32 on the CPU from the file :func:`resolve_checkpoint` finds.
+
+    Raises:
+        CLIPLoadError: ResNet backbone, file not found offline, or unreadable checkpoint.
+    """
+    path = resolve_checkpoint(backbone, checkpoint, cache_dir, download)
     state_dict = _read_state_dict(path)
     if "visual.proj" not in state_dict:
         raise CLIPLoadError(

@@ -8,6 +8,10 @@ PRECISIONS = ("fp32", "fp16", "amp")
 VAL_SOURCES = ("auto", "val", "holdout")
 
 
+class ConfigError(ValueError):
+    """A config value our trainers cannot run with; the message names the key."""
+
+
 def _dpl_node() -> CN:
     """Keys of both stages (model, precision, text prompts) and of the training stage."""
     node = CN()
