@@ -25,6 +25,7 @@ import datasets  # noqa: F401  (registers the dataset readers)
 import trainers.dpl  # noqa: F401  (registers DPL)
 import trainers.dpl_search  # noqa: F401  (registers DPLSearch)
 from datasets.coop_format import DatasetError
+from trainers.dpl_common import ImageReadError
 from trainers.dpl_core.architecture import ArchitectureError
 from trainers.dpl_core.clip_loader import CLIPLoadError
 from trainers.dpl_core.config import ConfigError, add_dpl_config
@@ -32,7 +33,7 @@ from trainers.dpl_core.run_folder import RunFinished, RunFolderError, claim, eva
 
 # The project's own errors: their message says what was expected and where, so train.py prints
 # it as one line (the traceback only with --debug or DPL_DEBUG=1).
-KNOWN_ERRORS = (ConfigError, ArchitectureError, CLIPLoadError, DatasetError, RunFolderError)
+KNOWN_ERRORS = (ConfigError, ArchitectureError, CLIPLoadError, DatasetError, ImageReadError, RunFolderError)
 
 
 def print_args(args: argparse.Namespace, cfg) -> None:
@@ -80,7 +81,7 @@ def setup_cfg(args: argparse.Namespace):
     for path, flag in ((args.dataset_config_file, "--dataset-config-file"), (args.config_file, "--config-file")):
         if path:
             if not osp.isfile(path):
-                raise SystemExit(f"{flag}: no such file: {path}")
+                raise ConfigError(f"{flag}: no such file: {path}")
             merge_or_explain(cfg.merge_from_file, path, path)
     reset_cfg(cfg, args)
     merge_or_explain(cfg.merge_from_list, args.opts, "the command-line KEY VALUE overrides")
@@ -92,13 +93,15 @@ def merge_or_explain(merge, source, where: str) -> None:
     """Run a yacs merge; turn its bare errors into messages that say where the bad key came from."""
     try:
         merge(source)
-    except KeyError as error:
-        raise SystemExit(
-            f"{where}: {error.args[0]}. Check its spelling; DPL's keys are defined in "
-            "trainers/dpl_core/config.py, Dassl's in dassl/config/defaults.py"
-        ) from None
-    except (ValueError, AssertionError) as error:
-        raise SystemExit(f"{where}: {error}") from None
+    except (KeyError, ValueError, AssertionError) as error:
+        # yacs reports an unknown key as a KeyError from files, an AssertionError from lists.
+        message = str(error.args[0]) if error.args else type(error).__name__
+        if "Non-existent" in message:
+            message += (
+                ". Check its spelling; DPL's keys are defined in trainers/dpl_core/config.py, "
+                "Dassl's in dassl/config/defaults.py"
+            )
+        raise ConfigError(f"{where}: {message}") from None
 
 
 def save_config(cfg) -> None:

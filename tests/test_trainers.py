@@ -15,6 +15,7 @@ from dassl.engine import build_trainer
 import train
 from tiny_clip import write_tiny_checkpoint
 from trainers.dpl_core.architecture import PromptArchitecture
+from trainers.dpl_core.config import ConfigError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SEARCH_CFG = os.path.join(REPO, "configs/trainers/DPLSearch/vit_b16_ep60_batch4.yaml")
@@ -153,7 +154,7 @@ def test_interrupted_training_resumes_from_last_checkpoint(tmp_path, data_root, 
 
 def test_bad_inputs_give_clear_errors(tmp_path, data_root, tiny_checkpoint):
     base = run_args("DPL", tmp_path / "x", data_root, tiny_checkpoint)
-    with pytest.raises(SystemExit, match="command-line KEY VALUE overrides: Non-existent (config )?key: TRAINER.DPL.NOPE"):
+    with pytest.raises(ConfigError, match="command-line KEY VALUE overrides: Non-existent (config )?key: TRAINER.DPL.NOPE"):
         train.setup_cfg(train.build_parser().parse_args(base + ["TRAINER.DPL.NOPE", "1"]))
     with pytest.raises(ValueError, match="TRAINER.DPL.PREC must be one of .*got 'fp8'"):
         make_trainer(base + ["TRAINER.DPL.PREC", "fp8", "TRAINER.DPL.TEXT_LENGTHS", "[1, 1, 1]",

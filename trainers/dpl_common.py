@@ -33,6 +33,8 @@ import dassl.config
 import numpy as np
 import torch
 import torch.nn.functional as F
+from dassl.data import DataManager
+from dassl.data.data_manager import DatasetWrapper
 from dassl.engine import TrainerX
 from dassl.optim import build_optimizer
 from torch import Tensor, nn
@@ -176,6 +178,28 @@ def restore_rng(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+class ImageReadError(OSError):
+    """An image of the dataset cannot be read; the message names the file."""
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        # Raised in a DataLoader worker, it arrives re-raised with the worker's traceback as its
+        # message; the last line is the original one.
+        last = text.strip().splitlines()[-1] if text.strip() else text
+        marker = f"{type(self).__name__}: "  # "<module>.ImageReadError: <original message>"
+        return last.split(marker, 1)[1] if marker in last else text
+
+
+class NamedImageErrors(DatasetWrapper):
+    """Dassl's ``DatasetWrapper``, whose read errors say which image could not be read."""
+
+    def __getitem__(self, index: int) -> dict:
+        try:
+            return super().__getitem__(index)
+        except (OSError, SyntaxError, ValueError) as error:  # what PIL raises for broken files
+            raise ImageReadError(f"cannot read image {self.data_source[index].impath}: {error}") from error
+
+
 def save_file(obj: Any, path: str) -> None:
     """``torch.save`` through a temporary file renamed into place (no truncated checkpoints)."""
     atomic_write(path, lambda handle: torch.save(obj, handle), binary=True)
@@ -192,6 +216,15 @@ class DPLTrainerBase(TrainerX):
             check_vit_backbone(cfg.MODEL.BACKBONE.NAME)
         except CLIPLoadError as error:
             raise ConfigError(f"MODEL.BACKBONE.NAME: {error}") from None
+
+    def build_data_loader(self) -> None:
+        """Dassl's data and loaders (as ``SimpleTrainer`` builds them), whose images name
+        themselves when they cannot be read."""
+        dm = DataManager(self.cfg, dataset_wrapper=NamedImageErrors)
+        self.train_loader_x, self.train_loader_u = dm.train_loader_x, dm.train_loader_u
+        self.val_loader, self.test_loader = dm.val_loader, dm.test_loader
+        self.num_classes, self.num_source_domains, self.lab2cname = dm.num_classes, dm.num_source_domains, dm.lab2cname
+        self.dm = dm
 
     # ----- model -----------------------------------------------------------------------------
 

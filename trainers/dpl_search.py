@@ -24,12 +24,12 @@ from typing import Any, Iterator
 
 import torch
 import torch.nn.functional as F
-from dassl.data.data_manager import DatasetWrapper, build_data_loader
+from dassl.data.data_manager import build_data_loader
 from dassl.data.transforms import build_transform
 from dassl.engine import TRAINER_REGISTRY
 from dassl.metrics import compute_accuracy
 
-from trainers.dpl_common import DPLTrainerBase
+from trainers.dpl_common import DPLTrainerBase, NamedImageErrors
 from trainers.dpl_core.architecture import ARCH_FILE, HISTORY_FILE, PromptArchitecture, decode, default_candidates
 from trainers.dpl_core.config import VAL_SOURCES, ConfigError
 from trainers.dpl_core.prompted_clip import TOWERS, PromptedCLIP
@@ -128,6 +128,7 @@ class DPLSearch(DPLTrainerBase):
                 batch_size=batch_size,
                 tfm=build_transform(cfg, is_train=True),
                 is_train=True,
+                dataset_wrapper=NamedImageErrors,
             )
         else:
             print(f"Alpha step data: the validation split ({len(val)} images)")
@@ -146,7 +147,7 @@ class DPLSearch(DPLTrainerBase):
                 len(self.arch_data), cfg.DATALOADER.TRAIN_X.BATCH_SIZE, self.arch_batch_seed, self.arch_batches_drawn
             )
             loader = torch.utils.data.DataLoader(
-                DatasetWrapper(cfg, self.arch_data, transform=build_transform(cfg, is_train=False), is_train=False),
+                NamedImageErrors(cfg, self.arch_data, transform=build_transform(cfg, is_train=False), is_train=False),
                 batch_sampler=sampler,
                 num_workers=cfg.DATALOADER.NUM_WORKERS,
                 pin_memory=torch.cuda.is_available() and cfg.USE_CUDA,
