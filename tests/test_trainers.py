@@ -138,6 +138,17 @@ def test_interrupted_training_resumes_from_last_checkpoint(tmp_path, data_root, 
     after_first = [p.detach().clone() for p in trainer.model.prompt_parameters()]
     assert not (out / "result.json").exists()
 
+    # The unfinished folder is not resumed for another seed; nothing in it changes.
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    other_seed = list(argv)
+    other_seed[other_seed.index("--seed") + 1] = "2"
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(other_seed)
+    assert exit_info.value.code == 1
+    error = capsys.readouterr().err
+    assert "holds a different run" in error and "SEED: 1 -> 2" in error and "another --output-dir" in error
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
     resumed = make_trainer(argv)
     capsys.readouterr()
     resumed.train()
@@ -200,21 +211,29 @@ def test_end_to_end_search_train_and_eval_only(tmp_path, data_root, tiny_checkpo
     saved = torch.load(checkpoint, weights_only=True)
     assert set(saved["state_dict"]) == {f"{t}.prompts.{i}" for t, n in (("text", 3), ("image", 2)) for i in range(n)}
 
-    eval_log = run_train_py(
-        run_args("DPL", eval_dir, data_root, tiny_checkpoint, *arch_opts,
-                 flags=("--eval-only", "--model-dir", str(train_dir), "--load-epoch", "2"))  # fmt: skip
-    )
-    assert final_accuracy(eval_log, "=> result") == accuracy
+    assert round(json.loads((train_dir / "result.json").read_text())["accuracy"], 1) == accuracy  # the log rounds
 
-    # A finished run is never overwritten.
-    before = (train_dir / "log.txt").read_text()
+    # Without --load-epoch the last saved epoch is evaluated, and the log says which.
+    eval_args = run_args("DPL", eval_dir, data_root, tiny_checkpoint, *arch_opts,
+                         flags=("--eval-only", "--model-dir", str(train_dir)))  # fmt: skip
+    eval_log = run_train_py(eval_args)
+    assert f"Evaluating epoch 2, the last saved in {train_dir} (saved epochs: 1, 2" in eval_log
+    assert final_accuracy(eval_log, "=> result") == accuracy
+    evaluated = json.loads((eval_dir / "result.json").read_text())
+    assert evaluated["kind"] == "eval" and round(evaluated["accuracy"], 1) == accuracy
+    assert "already holds this run, finished" in run_train_py(eval_args)
+
+    # A finished run is kept: the same command has nothing to do, another config is refused.
+    before = {p: p.read_bytes() for p in train_dir.rglob("*") if p.is_file()}
+    log = run_train_py(run_args("DPL", train_dir, data_root, tiny_checkpoint, *arch_opts))
+    assert "already holds this run, finished" in log and "nothing to do" in log
     result = subprocess.run(
-        [sys.executable, "train.py", *run_args("DPL", train_dir, data_root, tiny_checkpoint, *arch_opts)],
+        [sys.executable, "train.py", *run_args("DPL", train_dir, data_root, tiny_checkpoint, *arch_opts,
+                                               "OPTIM.MAX_EPOCH", "3")],
         cwd=REPO, capture_output=True, text=True,
     )  # fmt: skip
-    assert result.returncode != 0 and "already holds a finished run" in result.stderr
-    assert (train_dir / "log.txt").read_text() == before
-    assert checkpoint.stat().st_size == size
+    assert result.returncode == 1 and "OPTIM.MAX_EPOCH: 2 -> 3" in result.stderr
+    assert {p: p.read_bytes() for p in train_dir.rglob("*") if p.is_file()} == before
 
 
 def test_best_val_copy_keeps_the_resume_pointer_on_the_last_epoch(tmp_path, data_root, tiny_checkpoint):
