@@ -7,7 +7,10 @@ dataset under ``$DATA``, a ``split_zhou_<Name>.json`` with ``{"train"|"val"|"tes
 taken as the lower/upper half of the sorted labels. Published baselines are only comparable
 when all of this is reproduced exactly, including the order in which the global ``random``
 module is consumed, so the functions below mirror CoOp's semantics step by step; their code
-is our own.
+is our own. The few-shot caches written here keep CoOp's keys (CoOp reads them) and add the
+fingerprint of the split they were drawn from and paths relative to the dataset folder (see
+:func:`few_shot_splits`): a cache is never used with another split, and a moved data tree is
+read where it is now.
 
 A reader subclasses :class:`CoOpDataset` (or :class:`SplitJsonDataset`) and only states where
 its files are and, when its split file may be missing, how to build the split from the raw
@@ -16,6 +19,7 @@ annotations.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -31,6 +35,7 @@ from typing import (
     Dict,
     Iterable,
     List,
+    Mapping,
     NamedTuple,
     Optional,
     Sequence,
@@ -153,6 +158,55 @@ def to_datums(records: Sequence[Record], dataset: str, source: str) -> List[Datu
 def from_datums(datums: Iterable[Datum]) -> List[Record]:
     """Records for Datums loaded from a CoOp pickle."""
     return [Record(d.impath, d.label, d.classname) for d in datums]
+
+
+def is_under(path: str, folder: str) -> bool:
+    """Whether the path string ``path`` lies inside ``folder`` (string prefix, no file access)."""
+    return path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def relative_path(path: str, folder: str) -> str:
+    """``path`` relative to ``folder``, with ``/`` separators (what the caches store)."""
+    prefix = folder.rstrip(os.sep) + os.sep
+    # A plain slice for the usual case: os.path.relpath costs microseconds per call, and
+    # ImageNet's train split has 1.28M images.
+    relative = path[len(prefix) :] if path.startswith(prefix) else os.path.relpath(path, folder)
+    return relative if os.sep == "/" else relative.replace(os.sep, "/")
+
+
+def absolute_path(relative: str, folder: str) -> str:
+    """The inverse of :func:`relative_path` for the current ``folder``."""
+    return os.path.join(folder, *relative.split("/"))
+
+
+RelativeRecord = List[Any]  # [relative_path, label, classname], as in a CoOp split file
+
+
+def to_relative(records: Iterable[Record], folder: str) -> List[RelativeRecord]:
+    """``[relative_path, label, classname]`` per record, paths relative to ``folder``."""
+    return [[relative_path(r.impath, folder), int(r.label), r.classname] for r in records]
+
+
+def from_relative(entries: Any, folder: str, dataset: str, source: str, key: str) -> List[Record]:
+    """Records for ``[relative_path, label, classname]`` entries, joined with ``folder``."""
+    try:
+        return [
+            Record(absolute_path(rel, folder), int(label), classname)
+            for rel, label, classname in entries
+        ]
+    except (TypeError, ValueError, AttributeError) as err:
+        raise DatasetError(
+            f"{dataset}: {source} holds malformed relative {key!r} entries ({err}); "
+            "delete it so it is rebuilt"
+        ) from err
+
+
+def split_fingerprint(splits: Mapping[str, Sequence[Record]], dataset_dir: str) -> str:
+    """sha256 of a split: every record of every list, in order, with paths relative to
+    ``dataset_dir`` (so it does not depend on where ``$DATA`` lives), labels and class names."""
+    canonical = {name: to_relative(splits[name], dataset_dir) for name in sorted(splits)}
+    text = json.dumps(canonical, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def umask_mode(mode: int) -> int:
@@ -354,6 +408,10 @@ def fewshot_cache_path(dataset_dir: str, num_shots: int, seed: int) -> str:
     return os.path.join(dataset_dir, FEWSHOT_DIR, f"shot_{num_shots}-seed_{seed}.pkl")
 
 
+SPLIT_HASH_KEY = "split_sha256"  # our few-shot caches: fingerprint of the split sampled from
+RELATIVE_KEY = "relative"  # our caches: {"train"|"val"|...: [[relative_path, label, classname]]}
+
+
 def few_shot_splits(
     dataset: str,
     dataset_dir: str,
@@ -361,39 +419,129 @@ def few_shot_splits(
     seed: int,
     train: Sequence[Record],
     val: Optional[Sequence[Record]],
+    test: Sequence[Record],
 ) -> Tuple[List[Datum], Optional[List[Datum]]]:
     """Few-shot train (``K`` per class) and val (``min(K, 4)`` per class), cached as CoOp does.
 
-    The cache ``split_fewshot/shot_{K}-seed_{S}.pkl`` holds ``{"train": [Datum], "val":
-    [Datum]}`` (only ``"train"`` when ``val`` is None, as CoOp's ImageNet); an existing cache,
-    CoOp's or ours, is loaded instead of sampling, so the search and the training stage of one
-    seed see the same images. ``num_shots < 1`` means the full splits, uncached.
+    The cache ``split_fewshot/shot_{K}-seed_{S}.pkl`` holds CoOp's ``{"train": [Datum], "val":
+    [Datum]}`` (only ``"train"`` when ``val`` is None, as CoOp's ImageNet), so CoOp reads the
+    files we write, plus two keys CoOp ignores: ``"split_sha256"``, the
+    :func:`split_fingerprint` of the full ``train``/``val``/``test`` split sampled from, and
+    ``"relative"``, the sampled items with paths relative to ``dataset_dir``.
+
+    An existing cache is loaded instead of sampling, so the search and the training stage of one
+    seed see the same images, but only if it was drawn from the split in use: ours must carry
+    the current split's fingerprint (its images are then read from the current
+    ``dataset_dir``, wherever the tree was moved); one written by CoOp (no fingerprint) must
+    list only images of the current ``dataset_dir`` that are in the current train (val) list.
+    Anything else is refused with a :class:`DatasetError`: nothing is silently redrawn or
+    reused. ``num_shots < 1`` means the full splits, uncached.
     """
     if num_shots < 1:
         full_val = None if val is None else to_datums(val, dataset, "the val split")
         return to_datums(train, dataset, "the train split"), full_val
     path = fewshot_cache_path(dataset_dir, num_shots, seed)
     keys = ["train"] if val is None else ["train", "val"]
+    split: Dict[str, Sequence[Record]] = {"train": train, "test": test}
+    if val is not None:
+        split["val"] = val
     if os.path.isfile(path):
         logger.info("Loading preprocessed few-shot data from %s", path)
         data = read_pickle(path, dataset, keys)
+        if SPLIT_HASH_KEY in data:
+            cached = _read_own_cache(data, path, dataset, dataset_dir, keys, split)
+        else:
+            cached = _check_coop_cache(data, path, dataset, dataset_dir, keys, split)
         for key in keys:
-            missing = missing_files(d.impath for d in data[key])
+            missing = missing_files(r.impath for r in cached[key])
             if missing:
                 raise DatasetError(
-                    f"{dataset}: few-shot cache {path} lists images that are gone (was the data moved?); "
-                    f"delete the cache to sample again.\n  {key}: {format_missing(missing, len(data[key]))}"
+                    f"{dataset}: few-shot cache {path} lists images that are gone; delete the "
+                    f"cache to sample again.\n  {key}: {format_missing(missing, len(cached[key]))}"
                 )
-        return data["train"], data.get("val")
-    source = f"the split of {dataset_dir}"
-    data = {"train": to_datums(sample_per_class(train, num_shots), dataset, source)}
+        datums = {key: to_datums(cached[key], dataset, path) for key in keys}
+        return datums["train"], datums.get("val")
+    sampled = {"train": sample_per_class(train, num_shots)}
     if val is not None:
-        data["val"] = to_datums(
-            sample_per_class(val, min(num_shots, MAX_VAL_SHOTS)), dataset, source
-        )
+        sampled["val"] = sample_per_class(val, min(num_shots, MAX_VAL_SHOTS))
+    source = f"the split of {dataset_dir}"
+    data: Dict[str, Any] = {key: to_datums(sampled[key], dataset, source) for key in keys}
+    data[SPLIT_HASH_KEY] = split_fingerprint(split, dataset_dir)
+    data[RELATIVE_KEY] = {key: to_relative(sampled[key], dataset_dir) for key in keys}
     logger.info("Saving preprocessed few-shot data to %s", path)
     write_pickle(data, path)
     return data["train"], data.get("val")
+
+
+def _redraw(path: str) -> str:
+    """How to get past a refused cache (the end of every refusal message)."""
+    return f"delete {path} to draw the sample again from the current split"
+
+
+def _read_own_cache(
+    data: Dict[str, Any],
+    path: str,
+    dataset: str,
+    dataset_dir: str,
+    keys: Sequence[str],
+    split: Mapping[str, Sequence[Record]],
+) -> Dict[str, List[Record]]:
+    """The sampled records of a cache we wrote, if it was drawn from ``split``; paths are
+    joined with the current ``dataset_dir``."""
+    if data[SPLIT_HASH_KEY] != split_fingerprint(split, dataset_dir):
+        raise DatasetError(
+            f"{dataset}: few-shot cache {path} was drawn from a different split than the one now "
+            f"in {dataset_dir} (the split file was rebuilt or replaced since); {_redraw(path)}"
+        )
+    relative = data.get(RELATIVE_KEY)
+    if not isinstance(relative, dict) or any(key not in relative for key in keys):
+        raise DatasetError(
+            f"{dataset}: few-shot cache {path} has no {RELATIVE_KEY!r} lists for {list(keys)}; "
+            f"{_redraw(path)}"
+        )
+    source = f"few-shot cache {path}"
+    return {key: from_relative(relative[key], dataset_dir, dataset, source, key) for key in keys}
+
+
+def _check_coop_cache(
+    data: Dict[str, Any],
+    path: str,
+    dataset: str,
+    dataset_dir: str,
+    keys: Sequence[str],
+    split: Mapping[str, Sequence[Record]],
+) -> Dict[str, List[Record]]:
+    """The records of a cache without fingerprint (CoOp's, or ours before fingerprints) if
+    every cached image lies in ``dataset_dir`` and is in the current list of its key."""
+    cached: Dict[str, List[Record]] = {}
+    for key in keys:
+        try:
+            records = from_datums(data[key])
+        except (TypeError, AttributeError) as err:
+            raise DatasetError(
+                f"{dataset}: few-shot cache {path} does not hold Datum lists ({err}); "
+                f"{_redraw(path)}"
+            ) from err
+        outside = [r.impath for r in records if not is_under(r.impath, dataset_dir)]
+        if outside:
+            raise DatasetError(
+                f"{dataset}: few-shot cache {path} was written for a different location or "
+                f"split: {len(outside)} of {len(records)} cached {key} images are not under "
+                f"{dataset_dir}, e.g. {outside[0]}; {_redraw(path)}"
+            )
+        known = {tuple(entry) for entry in to_relative(split[key], dataset_dir)}
+        foreign = [
+            entry[0] for entry in to_relative(records, dataset_dir) if tuple(entry) not in known
+        ]
+        if foreign:
+            raise DatasetError(
+                f"{dataset}: few-shot cache {path} was drawn from a different split: "
+                f"{len(foreign)} of {len(records)} cached {key} images are not in the current "
+                f"{key} split (the split file was rebuilt or replaced since), e.g. "
+                f"{', '.join(foreign[:MAX_LISTED])}; {_redraw(path)}"
+            )
+        cached[key] = records
+    return cached
 
 
 def subsample_classes(mode: str, *splits: List[Datum]) -> List[List[Datum]]:
@@ -464,7 +612,13 @@ class CoOpDataset(DatasetBase):
             return
         val_records = None if self.val_is_test else records["val"]
         train, val = few_shot_splits(
-            name, self.dataset_dir, cfg.DATASET.NUM_SHOTS, cfg.SEED, records["train"], val_records
+            name,
+            self.dataset_dir,
+            cfg.DATASET.NUM_SHOTS,
+            cfg.SEED,
+            records["train"],
+            val_records,
+            records["test"],
         )
         if self.val_is_test:
             train, test = subsample_classes(mode, train, test)

@@ -9,16 +9,19 @@ from dassl.data.datasets import DATASET_REGISTRY
 
 from .coop_format import (
     MAX_LISTED,
+    RELATIVE_KEY,
     CoOpDataset,
     DatasetError,
     Record,
     Splits,
     from_datums,
+    from_relative,
     list_class_dirs,
     list_visible,
     read_lines,
     read_pickle,
     to_datums,
+    to_relative,
     write_pickle,
 )
 
@@ -67,7 +70,8 @@ def class_folder_records(
 @DATASET_REGISTRY.register()
 class ImageNet(CoOpDataset):
     """``imagenet/images/{train,val}/<wnid>/`` + ``classnames.txt``; read once, then cached in
-    ``preprocessed.pkl`` (``{"train", "test"}`` Datum lists, as CoOp).
+    ``preprocessed.pkl`` (``{"train", "test"}`` Datum lists, as CoOp, plus ``"relative"``: the
+    same lists with paths relative to the dataset folder, read instead when present).
 
     The official val images are the test split, and, as in CoOp, also the val split
     (``val_is_test``): a trainer that tunes anything on val must not use it as is.
@@ -86,6 +90,13 @@ class ImageNet(CoOpDataset):
         cache = os.path.join(dataset_dir, "preprocessed.pkl")
         if os.path.isfile(cache):
             data = read_pickle(cache, name, ["train", "test"])
+            relative = data.get(RELATIVE_KEY)
+            if isinstance(relative, dict) and all(key in relative for key in ("train", "test")):
+                # ours: paths relative to the dataset folder, read from where it is now
+                return {
+                    key: from_relative(relative[key], dataset_dir, name, cache, key)
+                    for key in ("train", "test")
+                }
             return {"train": from_datums(data["train"]), "test": from_datums(data["test"])}
         classnames_path = cls.require_file(os.path.join(dataset_dir, CLASSNAMES), "class-name file")
         classnames = read_classnames(classnames_path)
@@ -109,13 +120,16 @@ class ImageNet(CoOpDataset):
             "test": class_folder_records(os.path.join(dataset_dir, "images", "val"), classes, name),
         }
         if build:
-            write_pickle(
-                {
-                    key: to_datums(records, name, f"{dataset_dir}/images")
-                    for key, records in splits.items()
-                },
-                cache,
-            )
+            # CoOp's keys (absolute Datums, which CoOp reads) plus the same lists relative to
+            # the dataset folder, which this reader prefers: a moved tree is read where it is.
+            data = {
+                key: to_datums(records, name, f"{dataset_dir}/images")
+                for key, records in splits.items()
+            }
+            data[RELATIVE_KEY] = {
+                key: to_relative(records, dataset_dir) for key, records in splits.items()
+            }
+            write_pickle(data, cache)
         return splits
 
 

@@ -442,7 +442,14 @@ def test_imagenet_reads_folders_caches_them_and_uses_test_as_val(tmp_path):
     cache = tmp_path / "imagenet" / "preprocessed.pkl"
     with open(cache, "rb") as handle:
         saved = pickle.load(handle)
-    assert set(saved) == {"train", "test"} and all(isinstance(d, Datum) for d in saved["train"])
+    # CoOp's keys (absolute Datums) plus the same lists relative to the dataset folder.
+    assert set(saved) == {"train", "test", "relative"}
+    assert all(isinstance(d, Datum) for d in saved["train"])
+    assert saved["relative"]["train"][0] == [
+        os.path.relpath(saved["train"][0].impath, tmp_path / "imagenet"),
+        saved["train"][0].label,
+        saved["train"][0].classname,
+    ]
     # The cache is what later runs read: an image added on disk is not picked up.
     touch(tmp_path / "imagenet" / "images" / "train" / "n01440764" / "extra.JPEG")
     assert triples(build(tmp_path, "ImageNet").train_x) == triples(data.train_x)
@@ -506,7 +513,7 @@ def test_few_shot_counts_and_cache_content(tmp_path, shots, val_shots):
     cache = tmp_path / "dtd" / "split_fewshot" / f"shot_{shots}-seed_2.pkl"
     with open(cache, "rb") as handle:
         saved = pickle.load(handle)  # CoOp's format: {"train", "val"} lists of Dassl Datum
-    assert set(saved) == {"train", "val"}
+    assert set(saved) == {"train", "val", "split_sha256", "relative"}  # CoOp ignores the last two
     assert all(isinstance(item, Datum) for item in saved["train"] + saved["val"])
     assert triples(saved["train"]) == triples(data.train_x) and triples(saved["val"]) == triples(
         data.val
@@ -557,6 +564,167 @@ def test_sampling_matches_dassl_generate_fewshot_dataset(tmp_path):
         random.seed(shots)
         dassl = DatasetBase(train_x=records).generate_fewshot_dataset(records, num_shots=shots)
         assert [d.impath for d in ours] == [d.impath for d in dassl]
+
+
+# --------------------------------------------------------------- the few-shot cache and its split
+
+
+def caltech_tree(root: Path, per_class: int = 12) -> None:
+    """Caltech101's raw class folders only: the reader builds the split itself, as CoOp's."""
+    image_dir = root / "caltech-101" / "101_ObjectCategories"
+    for folder in ("Faces", "Leopards", "airplanes", "chair", "lamp", "pizza"):
+        for index in range(per_class):
+            touch(image_dir / folder / f"image_{index:04d}.jpg")
+
+
+def read_cache(path: Path) -> dict:
+    with open(path, "rb") as handle:
+        return pickle.load(handle)
+
+
+def write_coop_cache(path: Path, data: dict) -> None:
+    """A cache as CoOp's readers write it: only ``train``/``val`` Datum lists."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as handle:
+        pickle.dump(data, handle, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def relative_triples(items: Sequence[Datum], folder: Path) -> List[Tuple[str, int, str]]:
+    return [(os.path.relpath(d.impath, folder), d.label, d.classname) for d in items]
+
+
+def test_rebuilt_split_refuses_the_cache_drawn_from_the_old_split(tmp_path):
+    """The issue's case: without its split file the reader builds a new split (as CoOp's); the
+    few-shot cache drawn from the old split would put new test images into training."""
+    caltech_tree(tmp_path)
+    folder = tmp_path / "caltech-101"
+    first = build(tmp_path, "Caltech101", shots=4, seed=1)  # builds the split, draws the cache
+    cache = folder / "split_fewshot" / "shot_4-seed_1.pkl"
+    written = cache.read_bytes()
+    (folder / "split_zhou_Caltech101.json").unlink()
+    build(tmp_path, "Caltech101", shots=4, seed=2)  # seed 2 runs first: it builds another split
+    rebuilt = build(tmp_path, "Caltech101")
+    leaked = {d.impath for d in first.train_x} & {d.impath for d in rebuilt.test}
+    assert leaked  # what reusing the cache would train on
+    with pytest.raises(DatasetError) as error:
+        build(tmp_path, "Caltech101", shots=4, seed=1)
+    message = str(error.value)
+    assert message.startswith(
+        f"Caltech101: few-shot cache {cache} was drawn from a different split"
+    )
+    assert "the split file was rebuilt or replaced" in message
+    assert f"delete {cache} to draw the sample again" in message
+    assert cache.read_bytes() == written  # refused, not redrawn
+    cache.unlink()  # as the message says: a new sample from the new split, without leakage
+    again = build(tmp_path, "Caltech101", shots=4, seed=1)
+    train = {d.impath for d in rebuilt.train_x}
+    assert {d.impath for d in again.train_x} <= train
+
+
+def test_imagenet_few_shot_cache_is_tied_to_its_preprocessed_split(tmp_path):
+    imagenet_tree(tmp_path)
+    build(tmp_path, "ImageNet", shots=2)
+    (tmp_path / "imagenet" / "preprocessed.pkl").unlink()  # read again from the folders, which
+    touch(tmp_path / "imagenet" / "images" / "train" / "n01440764" / "new.JPEG")  # have changed
+    with pytest.raises(
+        DatasetError, match=r"few-shot cache .*shot_2-seed_1\.pkl was drawn from a different split"
+    ):
+        build(tmp_path, "ImageNet", shots=2)
+
+
+def test_imagenet_reads_coop_preprocessed_pkl(tmp_path):
+    """CoOp's ``preprocessed.pkl`` (absolute Datums only) is read as it is."""
+    imagenet_tree(tmp_path)
+    ours = build(tmp_path, "ImageNet")
+    cache = tmp_path / "imagenet" / "preprocessed.pkl"
+    coop = {key: read_cache(cache)[key] for key in ("train", "test")}
+    write_coop_cache(cache, {"train": coop["train"][:-1], "test": coop["test"]})
+    data = build(tmp_path, "ImageNet")
+    assert triples(data.train_x) == triples(coop["train"][:-1])
+    assert triples(data.test) == triples(ours.test)
+
+
+@pytest.mark.parametrize(
+    "name, make_tree, folder",
+    [("DescribableTextures", fewshot_tree, "dtd"), ("ImageNet", imagenet_tree, "imagenet")],
+)
+def test_moved_data_tree_reads_the_cached_sample_where_it_is_now(
+    tmp_path, monkeypatch, name, make_tree, folder
+):
+    make_tree(tmp_path / "before")
+    first = build(tmp_path / "before", name, shots=2, seed=1)
+    (tmp_path / "before").rename(tmp_path / "after")
+
+    def no_sampling(*args, **kwargs):
+        raise AssertionError("sampled again although the cache exists")
+
+    monkeypatch.setattr(coop_format, "sample_per_class", no_sampling)
+    moved = build(tmp_path / "after", name, shots=2, seed=1)
+    new_dir = tmp_path / "after" / folder
+    for split in ("train_x", "val", "test"):
+        items = getattr(moved, split)
+        assert all(d.impath.startswith(f"{new_dir}{os.sep}") for d in items)
+        assert relative_triples(items, new_dir) == relative_triples(
+            getattr(first, split), tmp_path / "before" / folder
+        )
+
+
+def test_coop_cache_is_used_only_when_drawn_from_the_current_split(tmp_path):
+    """A cache CoOp wrote (``train``/``val`` Datums, absolute paths, no fingerprint) is read if
+    every image is in the current train (val) list under the current dataset folder."""
+    fewshot_tree(tmp_path / "data")
+    fewshot_tree(tmp_path / "elsewhere")
+    full = build(tmp_path / "data", "DescribableTextures")
+    cache = tmp_path / "data" / "dtd" / "split_fewshot" / "shot_2-seed_1.pkl"
+    coop = {"train": [full.train_x[i] for i in (0, 1, 20, 21)], "val": [full.val[0], full.val[6]]}
+    write_coop_cache(cache, coop)
+    data = build(tmp_path / "data", "DescribableTextures", shots=2, seed=1)
+    assert triples(data.train_x) == triples(coop["train"])
+    assert triples(data.val) == triples(coop["val"])
+    assert set(read_cache(cache)) == {"train", "val"}  # CoOp's file is left as it is
+
+    # A test image in the cached train list: drawn from another split.
+    write_coop_cache(cache, {"train": coop["train"] + [full.test[0]], "val": coop["val"]})
+    with pytest.raises(DatasetError) as error:
+        build(tmp_path / "data", "DescribableTextures", shots=2, seed=1)
+    message = str(error.value)
+    assert f"few-shot cache {cache} was drawn from a different split" in message
+    assert "1 of 5 cached train images are not in the current train split" in message
+    assert os.path.relpath(full.test[0].impath, tmp_path / "data" / "dtd") in message
+    assert f"delete {cache} to draw the sample again" in message
+
+    # The same images under another dataset folder: written for another location.
+    other = build(tmp_path / "elsewhere", "DescribableTextures")
+    write_coop_cache(cache, {"train": other.train_x[:4], "val": other.val[:2]})
+    with pytest.raises(DatasetError) as error:
+        build(tmp_path / "data", "DescribableTextures", shots=2, seed=1)
+    message = str(error.value)
+    assert f"few-shot cache {cache} was written for a different location or split" in message
+    assert f"4 of 4 cached train images are not under {tmp_path / 'data' / 'dtd'}" in message
+
+
+def test_our_cache_reads_the_coop_way(tmp_path):
+    """CoOp's readers load ``data["train"], data["val"]`` from the same file: absolute Datums of
+    existing images, next to our split fingerprint and relative copy of the same items."""
+    fewshot_tree(tmp_path)
+    ours = build(tmp_path, "DescribableTextures", shots=4, seed=1)
+    cache = tmp_path / "dtd" / "split_fewshot" / "shot_4-seed_1.pkl"
+    data = read_cache(cache)
+    train, val = data["train"], data["val"]  # as CoOp's dtd.py does
+    for key, items, read in (("train", train, ours.train_x), ("val", val, ours.val)):
+        assert items and all(isinstance(d, Datum) for d in items)
+        assert all(os.path.isabs(d.impath) and os.path.isfile(d.impath) for d in items)
+        assert triples(items) == triples(read)
+        assert [tuple(entry) for entry in data["relative"][key]] == relative_triples(
+            items, tmp_path / "dtd"
+        )
+    split = coop_format.read_split_json(
+        str(tmp_path / "dtd" / "split_zhou_DescribableTextures.json"),
+        str(tmp_path / "dtd" / "images"),
+        "DescribableTextures",
+    )
+    assert data["split_sha256"] == coop_format.split_fingerprint(split, str(tmp_path / "dtd"))
+    assert DatasetBase(train_x=train, val=val, test=ours.test).num_classes == 5
 
 
 # --------------------------------------------------------------------------- base-to-new
