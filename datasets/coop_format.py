@@ -26,12 +26,10 @@ import math
 import os
 import pickle
 import random
-import tempfile
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import (
     Any,
-    Callable,
     Dict,
     Iterable,
     List,
@@ -44,6 +42,10 @@ from typing import (
 )
 
 from dassl.data.datasets import DatasetBase, Datum
+
+# Written through a temporary file renamed into place, so an interrupted run never leaves a
+# truncated split or cache that later runs would trust (one implementation for every file we write).
+from trainers.dpl_core.run_folder import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -209,34 +211,9 @@ def split_fingerprint(splits: Mapping[str, Sequence[Record]], dataset_dir: str) 
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def umask_mode(mode: int) -> int:
-    """``mode`` minus the process umask: what ``open``/``mkdir`` would give. ``tempfile`` makes
-    private (0600/0700) files and folders; data folders are often shared, so those are reset."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return mode & ~umask
-
-
-def _atomic_write(path: str, write: Callable[[Any], None], binary: bool) -> None:
-    """Write ``path`` through a temporary file in the same folder and rename it into place,
-    so an interrupted run never leaves a truncated split or cache that later runs would trust."""
-    folder = os.path.dirname(path)
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb" if binary else "w") as handle:
-            write(handle)
-        os.chmod(tmp, umask_mode(0o666))
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def write_pickle(obj: Any, path: str) -> None:
     """Pickle ``obj`` to ``path`` atomically (highest protocol, as CoOp)."""
-    _atomic_write(
+    atomic_write(
         path, lambda handle: pickle.dump(obj, handle, protocol=pickle.HIGHEST_PROTOCOL), binary=True
     )
 
@@ -290,9 +267,7 @@ def write_split_json(splits: Splits, path: str, image_dir: str) -> None:
         for name in ("train", "val", "test")
     }
     # indent and separators as Dassl's write_json, so the file reads like CoOp's own.
-    _atomic_write(
-        path, lambda handle: json.dump(data, handle, indent=4, separators=(",", ": ")), binary=False
-    )
+    atomic_write(path, lambda handle: json.dump(data, handle, indent=4, separators=(",", ": ")))
     logger.info("Saved split to %s", path)
 
 

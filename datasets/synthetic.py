@@ -22,7 +22,9 @@ from typing import Optional, Tuple
 from dassl.data.datasets import DATASET_REGISTRY
 from PIL import Image, ImageDraw
 
-from .coop_format import Record, SplitJsonDataset, Splits, umask_mode, write_split_json
+from trainers.dpl_core.run_folder import umask_mode
+
+from .coop_format import Record, SplitJsonDataset, Splits, write_split_json
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,9 @@
 #!/usr/bin/env python
 """Tables of test accuracy over seeds from CoOp/MaPLe-style output trees.
 
-Reads the ``seed<N>/log.txt`` files that Dassl writes and prints, per dataset and method,
+Reads each ``seed<N>/`` folder's result by the one definition of a finished run
+(``trainers/dpl_core/run_folder.py``: ``result.json`` for our runs, the Dassl log for the
+host trainers' runs) and prints, per dataset and method,
 the mean and the sample standard deviation (or the 95% confidence interval) over seeds, the
 average over datasets, base/new/harmonic mean for base-to-new runs, and the difference to a
 reference method. Seeds that are missing or whose runs did not finish are listed and the cell

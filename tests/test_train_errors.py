@@ -12,7 +12,6 @@ import pytest
 
 from test_trainers import run_args
 from tiny_clip import write_tiny_checkpoint
-from trainers.dpl_core.architecture import PromptArchitecture
 
 REPO = Path(__file__).resolve().parents[1]
 LENGTHS = ("TRAINER.DPL.TEXT_LENGTHS", "[1, 1, 1]", "TRAINER.DPL.IMAGE_LENGTHS", "[1, 1]")

@@ -92,7 +92,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], binary: 
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
+        os.chmod(tmp, umask_mode(0o666))
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -100,10 +100,12 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], binary: 
         raise
 
 
-def _umask() -> int:
+def umask_mode(mode: int) -> int:
+    """``mode`` minus the process umask: what ``open``/``mkdir`` would give. ``tempfile`` makes
+    private (0600/0700) files and folders; run and data folders are often shared, so those are reset."""
     mask = os.umask(0)
     os.umask(mask)
-    return mask
+    return mode & ~mask
 
 
 def write_json(path: str | os.PathLike, data: Mapping[str, Any]) -> None:
