@@ -45,8 +45,6 @@ class DPL(DPLTrainerBase):
     def check_cfg(self, cfg) -> None:
         super().check_cfg(cfg)
         self.prompt_architecture = architecture_from_cfg(cfg)
-        if cfg.TRAINER.DPL.KD_WEIGHT < 0:
-            raise ConfigError(f"TRAINER.DPL.KD_WEIGHT must be >= 0, got {cfg.TRAINER.DPL.KD_WEIGHT}")
 
     def build_model(self) -> None:
         cfg = self.cfg
@@ -54,7 +52,7 @@ class DPL(DPLTrainerBase):
         architecture = self.prompt_architecture
         source = cfg.TRAINER.DPL.ARCH_FILE or "TRAINER.DPL.TEXT_LENGTHS/IMAGE_LENGTHS"
         try:
-            architecture.check_fits(*tower_depths(clip_model), backbone=cfg.MODEL.BACKBONE.NAME)
+            architecture.check_fits(*tower_depths(clip_model), backbone=cfg.MODEL.BACKBONE.NAME, model=self.model_shape)
         except ValueError as error:
             raise ConfigError(f"{source}: {error}") from None
         print(f"Architecture ({source}): {architecture.summary()}")

@@ -39,8 +39,8 @@ from dassl.engine import TrainerX
 from dassl.optim import build_optimizer
 from torch import Tensor, nn
 
-from trainers.dpl_core.clip_loader import CLIPLoadError, check_vit_backbone, load_clip, resolve_checkpoint
-from trainers.dpl_core.config import PRECISIONS, ConfigError, add_dpl_config
+from trainers.dpl_core.clip_loader import CLIPLoadError, check_vit_backbone, load_clip, model_shape, resolve_checkpoint
+from trainers.dpl_core.config import ConfigError, add_dpl_config, validate
 from trainers.dpl_core.run_folder import (
     POINTER,
     RUN_STATE,
@@ -103,8 +103,7 @@ def show_library_logs(*names: str) -> None:
 
 show_library_logs("trainers", "datasets")
 
-SCHEDULERS = ("cosine", "single_step", "multi_step")
-WARMUP_TYPES = ("constant", "linear")
+DASSL_INPUT_SIZE = (224, 224)  # Dassl's default INPUT.SIZE, taken as "not set by the user"
 
 
 def lr_factor(epoch: int, optim_cfg) -> float:
@@ -133,12 +132,34 @@ def lr_factor(epoch: int, optim_cfg) -> float:
 
 
 def build_lr_scheduler(optimizer: torch.optim.Optimizer, optim_cfg) -> torch.optim.lr_scheduler.LambdaLR:
-    """Dassl's epoch-wise schedule (with warm-up) as a ``LambdaLR`` that runs on torch 2.x."""
-    if optim_cfg.LR_SCHEDULER not in SCHEDULERS:
-        raise ConfigError(f"OPTIM.LR_SCHEDULER must be one of {SCHEDULERS}, got {optim_cfg.LR_SCHEDULER!r}")
-    if optim_cfg.WARMUP_EPOCH > 0 and optim_cfg.WARMUP_TYPE not in WARMUP_TYPES:
-        raise ConfigError(f"OPTIM.WARMUP_TYPE must be one of {WARMUP_TYPES}, got {optim_cfg.WARMUP_TYPE!r}")
+    """Dassl's epoch-wise schedule (with warm-up) as a ``LambdaLR`` that runs on torch 2.x
+    (``config.validate`` has checked the schedule's name and warm-up type)."""
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: lr_factor(epoch, optim_cfg))
+
+
+def use_model_input_size(cfg, resolution: int) -> None:
+    """Make ``cfg.INPUT.SIZE`` the CLIP's input resolution: CLIP's positional embedding takes
+    exactly that many patches. Dassl's default (224, 224) counts as unset and is replaced;
+    a different explicit size is refused.
+
+    Raises:
+        ConfigError: ``INPUT.SIZE`` was set to another size than the model's.
+    """
+    size, wanted = tuple(cfg.INPUT.SIZE), (resolution, resolution)
+    if size == wanted:
+        return
+    if size != DASSL_INPUT_SIZE:
+        raise ConfigError(
+            f"INPUT.SIZE {size} does not match the input resolution of the loaded CLIP ({resolution}x{resolution}); "
+            f"set INPUT.SIZE ({resolution}, {resolution}), or leave Dassl's default {DASSL_INPUT_SIZE} to take it "
+            "from the model"
+        )
+    frozen = cfg.is_frozen()
+    cfg.defrost()
+    cfg.INPUT.SIZE = wanted
+    if frozen:
+        cfg.freeze()
+    print(f"INPUT.SIZE set to {wanted}, the input resolution of the loaded CLIP")
 
 
 def capture_rng() -> dict[str, Any]:
@@ -210,13 +231,18 @@ class DPLTrainerBase(TrainerX):
     """CLIP with deep prompts on Dassl's ``TrainerX`` loop. Subclasses build ``self.model``."""
 
     def check_cfg(self, cfg) -> None:
-        prec = cfg.TRAINER.DPL.PREC
-        if prec not in PRECISIONS:
-            raise ConfigError(f"TRAINER.DPL.PREC must be one of {PRECISIONS}, got {prec!r}")
-        try:  # here, before the datasets are read, not only when CLIP is loaded
+        """Before any data is read: every key at once (``config.validate``), then CLIP, loaded
+        here (CPU, fp32) because the input size of the data comes from it."""
+        validate(cfg)
+        try:
             check_vit_backbone(cfg.MODEL.BACKBONE.NAME)
         except CLIPLoadError as error:
             raise ConfigError(f"MODEL.BACKBONE.NAME: {error}") from None
+        node = cfg.TRAINER.DPL
+        print(f"Loading CLIP (backbone: {cfg.MODEL.BACKBONE.NAME})")
+        self.loaded_clip = load_clip(cfg.MODEL.BACKBONE.NAME, node.CLIP_CHECKPOINT, node.CLIP_CACHE_DIR or None)
+        self.model_shape = model_shape(self.loaded_clip)
+        use_model_input_size(cfg, self.model_shape.resolution)
 
     def build_data_loader(self) -> None:
         """Dassl's data and loaders (as ``SimpleTrainer`` builds them), whose images name
@@ -232,8 +258,7 @@ class DPLTrainerBase(TrainerX):
     def build_clip(self) -> nn.Module:
         """The frozen CLIP in the run's precision on the run's device."""
         cfg = self.cfg.TRAINER.DPL
-        print(f"Loading CLIP (backbone: {self.cfg.MODEL.BACKBONE.NAME})")
-        clip_model = load_clip(self.cfg.MODEL.BACKBONE.NAME, cfg.CLIP_CHECKPOINT, cfg.CLIP_CACHE_DIR or None)
+        clip_model, self.loaded_clip = self.loaded_clip, None  # the one check_cfg loaded
         self.precision = cfg.PREC
         if self.device.type == "cpu" and self.precision != "fp32":
             print(f"TRAINER.DPL.PREC={self.precision} is for GPUs; running in fp32 on the CPU")
@@ -252,8 +277,6 @@ class DPLTrainerBase(TrainerX):
         """``[templates, classes, n]`` token ids of the class prompts, cut after the last EOT."""
         names = [name.replace("_", " ") for name in self.dm.dataset.classnames]
         templates = list(self.cfg.TRAINER.DPL.TEXT_TEMPLATES)
-        if not templates or any("{}" not in t for t in templates):
-            raise ConfigError(f"TRAINER.DPL.TEXT_TEMPLATES must be templates with a '{{}}' slot, got {templates}")
         tokens = torch.stack([clip.tokenize([t.format(name) for name in names]) for t in templates])
         length = truncate_tokens(tokens.flatten(0, 1)).shape[1]
         return tokens[:, :, :length].to(self.device)

@@ -31,7 +31,7 @@ from dassl.metrics import compute_accuracy
 
 from trainers.dpl_common import DPLTrainerBase, NamedImageErrors
 from trainers.dpl_core.architecture import ARCH_FILE, HISTORY_FILE, PromptArchitecture, decode, default_candidates
-from trainers.dpl_core.config import VAL_SOURCES, ConfigError
+from trainers.dpl_core.config import ConfigError
 from trainers.dpl_core.prompted_clip import TOWERS, PromptedCLIP
 
 
@@ -88,16 +88,6 @@ class EndlessShuffledBatches(torch.utils.data.Sampler):
 @TRAINER_REGISTRY.register()
 class DPLSearch(DPLTrainerBase):
     """Search stage of DPL: learns candidate prompts and architecture weights of both towers."""
-
-    def check_cfg(self, cfg) -> None:
-        super().check_cfg(cfg)
-        search = cfg.TRAINER.DPLSEARCH
-        if search.VAL_SOURCE not in VAL_SOURCES:
-            raise ConfigError(f"TRAINER.DPLSEARCH.VAL_SOURCE must be one of {VAL_SOURCES}, got {search.VAL_SOURCE!r}")
-        if search.MAX_LENGTH < 1:
-            raise ConfigError(f"TRAINER.DPLSEARCH.MAX_LENGTH must be >= 1, got {search.MAX_LENGTH}")
-        if not 0 < search.HOLDOUT_FRACTION < 1:
-            raise ConfigError(f"TRAINER.DPLSEARCH.HOLDOUT_FRACTION must be in (0, 1), got {search.HOLDOUT_FRACTION}")
 
     def build_data_loader(self) -> None:
         """Dassl's loaders plus an endless, shuffled loader of validation batches for the alpha step."""
@@ -206,8 +196,9 @@ class DPLSearch(DPLTrainerBase):
         """The architecture the current alphas select (ties to the shorter length)."""
         weights = self.model.arch_weights
         return decode(
-            weights.alpha("text").tolist(), weights.alpha("image").tolist(), self.candidates, self.cfg.MODEL.BACKBONE.NAME
-        )
+            weights.alpha("text").tolist(), weights.alpha("image").tolist(), self.candidates,
+            self.cfg.MODEL.BACKBONE.NAME, self.model_shape,
+        )  # fmt: skip
 
     def after_epoch(self) -> None:
         """Log the decoded architecture and entropies and append the alphas to the history, then

@@ -10,11 +10,13 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Sequence
 
+from trainers.dpl_core.run_folder import atomic_write
+
 FORMAT_NAME = "dpl-architecture"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2 added "model"; version 1 files (without it) are still read
 TOWERS = ("text", "image")
 # The files a search writes into its output folder: the decoded architecture (this format)
 # and one JSON line of raw alphas per finished epoch.
@@ -34,6 +36,33 @@ def default_candidates(max_length: int) -> tuple[int, ...]:
 
 
 @dataclass(frozen=True)
+class ModelShape:
+    """The shape of a loaded CLIP that an architecture must fit (read by ``clip_loader.model_shape``)."""
+
+    text_depth: int
+    text_width: int
+    image_depth: int
+    image_width: int
+    resolution: int  # input images are resolution x resolution pixels
+    patch_size: int
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str) -> "ModelShape":
+        names = [f.name for f in fields(cls)]
+        if not isinstance(data, dict) or sorted(data) != sorted(names):
+            raise ArchitectureError(f"{source}: \"model\" must hold exactly {names}, got {data!r}")
+        if any(isinstance(v, bool) or not isinstance(v, int) or v <= 0 for v in data.values()):
+            raise ArchitectureError(f"{source}: \"model\" values must be positive integers, got {data}")
+        return cls(**data)
+
+    def describe(self) -> str:
+        return (
+            f"text {self.text_depth} blocks x {self.text_width}, image {self.image_depth} blocks x "
+            f"{self.image_width}, {self.resolution}px input, patch {self.patch_size}"
+        )
+
+
+@dataclass(frozen=True)
 class PromptArchitecture:
     """Per-block prompt lengths of both towers.
 
@@ -41,14 +70,18 @@ class PromptArchitecture:
         text_lengths: prompt vectors per text-tower block, one entry per block.
         image_lengths: prompt vectors per image-tower block, one entry per block.
         candidates: the lengths the search could choose from (sorted, distinct, >= 0).
-        backbone: the CLIP backbone the architecture was searched for (e.g. ``"ViT-B/16"``);
-            empty when unknown.
+        backbone: the CLIP backbone name the architecture was searched with (e.g.
+            ``"ViT-B/16"``); empty when unknown.
+        model: the shape of the CLIP actually loaded for the search (a fine-tuned or tiny
+            checkpoint may carry any backbone name); None when unknown (hand-written lengths,
+            version-1 files).
     """
 
     text_lengths: tuple[int, ...]
     image_lengths: tuple[int, ...]
     candidates: tuple[int, ...] = field(default=tuple(range(7)))
     backbone: str = ""
+    model: ModelShape | None = None
 
     def __post_init__(self) -> None:
         # Accept lists from JSON or configs but store tuples so the object stays hashable.
@@ -79,6 +112,13 @@ class PromptArchitecture:
                 )
         if not isinstance(self.backbone, str):
             raise ArchitectureError(f"backbone must be a string, got {self.backbone!r}")
+        if self.model is not None and (
+            self.model.text_depth != len(self.text_lengths) or self.model.image_depth != len(self.image_lengths)
+        ):
+            raise ArchitectureError(
+                f"the lengths cover {len(self.text_lengths)} text and {len(self.image_lengths)} image blocks, "
+                f"but the model they were made for has {self.model.text_depth} and {self.model.image_depth}"
+            )
 
     def lengths(self, tower: str) -> tuple[int, ...]:
         """Per-block lengths of ``tower`` (``"text"`` or ``"image"``)."""
@@ -92,8 +132,11 @@ class PromptArchitecture:
         """Prompt vectors summed over the blocks of ``tower``."""
         return sum(self.lengths(tower))
 
-    def check_fits(self, text_depth: int, image_depth: int, backbone: str | None = None) -> None:
-        """Raise :class:`ArchitectureError` unless the depths (and backbone, if both known) match."""
+    def check_fits(
+        self, text_depth: int, image_depth: int, backbone: str | None = None, model: ModelShape | None = None
+    ) -> None:
+        """Raise :class:`ArchitectureError` unless the depths match, and the backbone name and the
+        loaded model's shape (when both sides know them)."""
         problems = []
         if len(self.text_lengths) != text_depth:
             problems.append(f"text tower has {text_depth} blocks but the architecture lists {len(self.text_lengths)}")
@@ -101,6 +144,8 @@ class PromptArchitecture:
             problems.append(f"image tower has {image_depth} blocks but the architecture lists {len(self.image_lengths)}")
         if backbone and self.backbone and backbone != self.backbone:
             problems.append(f"it was searched for {self.backbone} but the model is {backbone}")
+        if model is not None and self.model is not None and model != self.model:
+            problems.append(f"it was searched on a CLIP of {self.model.describe()} but the loaded one has {model.describe()}")
         if problems:
             raise ArchitectureError("architecture does not fit the model: " + "; ".join(problems))
 
@@ -121,6 +166,7 @@ class PromptArchitecture:
             "candidates": list(self.candidates),
             "text_lengths": list(self.text_lengths),
             "image_lengths": list(self.image_lengths),
+            "model": None if self.model is None else asdict(self.model),
         }
 
     @classmethod
@@ -130,31 +176,31 @@ class PromptArchitecture:
             raise ArchitectureError(f"{source}: expected a JSON object, got {type(data).__name__}")
         if data.get("format") != FORMAT_NAME:
             raise ArchitectureError(f"{source}: not a DPL architecture (expected \"format\": \"{FORMAT_NAME}\")")
-        if data.get("version") != FORMAT_VERSION:
-            raise ArchitectureError(f"{source}: unsupported version {data.get('version')!r}, expected {FORMAT_VERSION}")
+        version = data.get("version")
+        if version not in (1, FORMAT_VERSION):
+            raise ArchitectureError(f"{source}: unsupported version {version!r}, expected 1 or {FORMAT_VERSION}")
         expected = {"format", "version", "backbone", "candidates", "text_lengths", "image_lengths"}
+        if version >= 2:
+            expected.add("model")
         missing = sorted(expected - set(data))
         unknown = sorted(set(data) - expected)
         if missing or unknown:
             raise ArchitectureError(f"{source}: missing keys {missing}, unknown keys {unknown}")
+        model = data.get("model")
         try:
             return cls(
                 text_lengths=data["text_lengths"],
                 image_lengths=data["image_lengths"],
                 candidates=data["candidates"],
                 backbone=data["backbone"],
+                model=None if model is None else ModelShape.from_dict(model, source),
             )
         except ArchitectureError as error:
             raise ArchitectureError(f"{source}: {error}") from None
 
     def save(self, path: str | os.PathLike) -> None:
         """Write as JSON (atomically: a cut-off write never leaves a half file)."""
-        path = os.fspath(path)
-        tmp = f"{path}.tmp"
-        with open(tmp, "w") as f:
-            json.dump(self.to_dict(), f, indent=2)
-            f.write("\n")
-        os.replace(tmp, path)
+        atomic_write(path, lambda handle: handle.write(json.dumps(self.to_dict(), indent=2) + "\n"))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "PromptArchitecture":
@@ -195,6 +241,7 @@ def decode(
     alpha_image: Sequence[Sequence[float]],
     candidates: Sequence[int],
     backbone: str = "",
+    model: ModelShape | None = None,
 ) -> PromptArchitecture:
     """Architecture chosen by the search: per block the candidate with the largest weight."""
     candidates = tuple(candidates)
@@ -203,6 +250,7 @@ def decode(
         image_lengths=decode_tower(alpha_image, candidates),
         candidates=candidates,
         backbone=backbone,
+        model=model,
     )
 
 

@@ -24,12 +24,15 @@ import clip
 import torch
 from torch import nn
 
+from trainers.dpl_core.architecture import ModelShape
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_CACHE_DIR = os.path.expanduser("~/.cache/clip")
 
-# MaPLe's build_model(state_dict, design_details) builds vanilla blocks for these settings.
-_VANILLA_DESIGN_DETAILS = {
+# MaPLe's build_model(state_dict, design_details) and CLIP(..., design_details) build vanilla
+# blocks for these settings.
+VANILLA_DESIGN_DETAILS = {
     "trainer": "CoOp",
     "vision_depth": 0,
     "language_depth": 0,
@@ -100,7 +103,7 @@ def build_vanilla_clip(state_dict: dict[str, torch.Tensor]) -> nn.Module:
     params = inspect.signature(build_model).parameters
     state_dict = dict(state_dict)  # build_model deletes keys
     if "design_details" in params:
-        model = build_model(state_dict, dict(_VANILLA_DESIGN_DETAILS))
+        model = build_model(state_dict, dict(VANILLA_DESIGN_DETAILS))
     else:
         model = build_model(state_dict)
     return model.float().eval()
@@ -165,3 +168,16 @@ def load_clip(
         )
     logger.info("Loaded CLIP weights from %s", path)
     return build_vanilla_clip(state_dict)
+
+
+def model_shape(clip_model: nn.Module) -> ModelShape:
+    """Depth and width of both towers, input resolution and patch size of a loaded ViT CLIP."""
+    visual = clip_model.visual
+    return ModelShape(
+        text_depth=clip_model.transformer.layers,
+        text_width=clip_model.transformer.width,
+        image_depth=visual.transformer.layers,
+        image_width=visual.transformer.width,
+        resolution=visual.input_resolution,
+        patch_size=visual.conv1.kernel_size[0],
+    )

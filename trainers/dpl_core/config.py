@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from yacs.config import CfgNode as CN
 
 PRECISIONS = ("fp32", "fp16", "amp")
 VAL_SOURCES = ("auto", "val", "holdout")
+SCHEDULERS = ("cosine", "single_step", "multi_step")  # the Dassl schedules our trainers rebuild
+WARMUP_TYPES = ("constant", "linear")
 
 
 class ConfigError(ValueError):
@@ -62,3 +66,56 @@ def add_dpl_config(cfg: CN) -> CN:
     if was_frozen:
         cfg.freeze()
     return cfg
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def validate(cfg: CN) -> None:
+    """Check every key of ``TRAINER.DPL`` and ``TRAINER.DPLSEARCH``, and the Dassl keys our
+    trainers interpret themselves, in one pass before any data or model is read.
+
+    Raises:
+        ConfigError: listing every problem, one line each, with the key, what is expected and
+            the value found.
+    """
+    problems: list[str] = []
+
+    def expect(ok: bool, key: str, expected: str, value: Any) -> None:
+        if not ok:
+            problems.append(f"{key} must be {expected}, got {value!r}")
+
+    dpl, search, optim = cfg.TRAINER.DPL, cfg.TRAINER.DPLSEARCH, cfg.OPTIM
+    expect(dpl.PREC in PRECISIONS, "TRAINER.DPL.PREC", f"one of {PRECISIONS}", dpl.PREC)
+    expect(_is_number(dpl.PROMPT_INIT_STD) and dpl.PROMPT_INIT_STD > 0, "TRAINER.DPL.PROMPT_INIT_STD", "> 0", dpl.PROMPT_INIT_STD)
+    templates = list(dpl.TEXT_TEMPLATES)
+    expect(bool(templates) and all(isinstance(t, str) and t.count("{}") == 1 for t in templates),
+           "TRAINER.DPL.TEXT_TEMPLATES", "a non-empty list of templates with one '{}' slot", templates)  # fmt: skip
+    expect(isinstance(dpl.CLASS_CHUNK_SIZE, int) and dpl.CLASS_CHUNK_SIZE >= 0,
+           "TRAINER.DPL.CLASS_CHUNK_SIZE", "an integer >= 0 (0 = automatic)", dpl.CLASS_CHUNK_SIZE)  # fmt: skip
+    for key in ("TEXT_LENGTHS", "IMAGE_LENGTHS"):
+        lengths = list(dpl[key])
+        expect(all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in lengths),
+               f"TRAINER.DPL.{key}", "a list of integers >= 0", lengths)  # fmt: skip
+    expect(_is_number(dpl.KD_WEIGHT) and dpl.KD_WEIGHT >= 0, "TRAINER.DPL.KD_WEIGHT", ">= 0", dpl.KD_WEIGHT)
+    expect(_is_number(dpl.KD_TEMPERATURE) and dpl.KD_TEMPERATURE > 0, "TRAINER.DPL.KD_TEMPERATURE", "> 0", dpl.KD_TEMPERATURE)
+
+    expect(isinstance(search.MAX_LENGTH, int) and search.MAX_LENGTH >= 1, "TRAINER.DPLSEARCH.MAX_LENGTH", "an integer >= 1", search.MAX_LENGTH)
+    expect(_is_number(search.TEMPERATURE) and search.TEMPERATURE > 0, "TRAINER.DPLSEARCH.TEMPERATURE", "> 0", search.TEMPERATURE)
+    expect(_is_number(search.ALPHA_INIT_STD) and search.ALPHA_INIT_STD >= 0, "TRAINER.DPLSEARCH.ALPHA_INIT_STD", ">= 0", search.ALPHA_INIT_STD)
+    expect(_is_number(search.ALPHA_LR) and search.ALPHA_LR > 0, "TRAINER.DPLSEARCH.ALPHA_LR", "> 0", search.ALPHA_LR)
+    betas = list(search.ALPHA_BETAS)
+    expect(len(betas) == 2 and all(_is_number(b) and 0 <= b < 1 for b in betas),
+           "TRAINER.DPLSEARCH.ALPHA_BETAS", "two numbers in [0, 1)", betas)  # fmt: skip
+    expect(_is_number(search.ALPHA_WEIGHT_DECAY) and search.ALPHA_WEIGHT_DECAY >= 0,
+           "TRAINER.DPLSEARCH.ALPHA_WEIGHT_DECAY", ">= 0", search.ALPHA_WEIGHT_DECAY)  # fmt: skip
+    expect(search.VAL_SOURCE in VAL_SOURCES, "TRAINER.DPLSEARCH.VAL_SOURCE", f"one of {VAL_SOURCES}", search.VAL_SOURCE)
+    expect(_is_number(search.HOLDOUT_FRACTION) and 0 < search.HOLDOUT_FRACTION < 1,
+           "TRAINER.DPLSEARCH.HOLDOUT_FRACTION", "in (0, 1)", search.HOLDOUT_FRACTION)  # fmt: skip
+
+    expect(optim.LR_SCHEDULER in SCHEDULERS, "OPTIM.LR_SCHEDULER", f"one of {SCHEDULERS}", optim.LR_SCHEDULER)
+    if optim.WARMUP_EPOCH > 0:
+        expect(optim.WARMUP_TYPE in WARMUP_TYPES, "OPTIM.WARMUP_TYPE", f"one of {WARMUP_TYPES}", optim.WARMUP_TYPE)
+    if problems:
+        raise ConfigError("invalid config:\n  " + "\n  ".join(problems))

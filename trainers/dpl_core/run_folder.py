@@ -51,6 +51,7 @@ IGNORED_KEYS = {
     "TRAIN.PRINT_FREQ": "how often progress is printed",
     "TRAIN.CHECKPOINT_FREQ": "how often checkpoints are saved; resuming from any of them is exact",
     "VERBOSE": "how much is printed",
+    "INPUT.SIZE": "the loaded CLIP's input resolution (recorded by the weights' SHA-256); another size is refused",
     "TRAINER.DPL.CLIP_CHECKPOINT": "recorded as the SHA-256 of the weights it names",
     "TRAINER.DPL.CLIP_CACHE_DIR": "recorded as the SHA-256 of the weights found there",
     "TRAINER.DPL.ARCH_FILE": "recorded as the architecture the file holds",
