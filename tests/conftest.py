@@ -48,6 +48,16 @@ _prepend_import_path(REPO_ROOT)
 USING_DASSL_DOUBLE: bool = _activate_dassl_double()
 
 
+def pytest_report_header(config) -> str:
+    """Say in the header which Dassl the suite runs against, and from where."""
+    import dassl
+
+    where = os.path.dirname(dassl.__file__)
+    if USING_DASSL_DOUBLE:
+        return f"dassl: the test double in {where} (no Dassl installed)"
+    return f"dassl: real Dassl {getattr(dassl, '__version__', '?')} from {where}"
+
+
 @pytest.fixture(scope="session")
 def using_dassl_double() -> bool:
     """Whether the tests run against the Dassl test double (True) or a real Dassl install (False)."""
