@@ -3,11 +3,11 @@
 
 Reads each ``seed<N>/`` folder's result by the one definition of a finished run
 (``trainers/dpl_core/run_folder.py``: ``result.json`` for our runs, the Dassl log for the
-host trainers' runs) and prints, per dataset and method,
-the mean and the sample standard deviation (or the 95% confidence interval) over seeds, the
-average over datasets, base/new/harmonic mean for base-to-new runs, and the difference to a
-reference method. Seeds that are missing or whose runs did not finish are listed and the cell
-is marked ``(done/expected)``: nothing is averaged over fewer seeds without saying so.
+host trainers' runs) and prints, per dataset and method, the mean and the sample standard
+deviation (or the 95% confidence interval) over seeds, the average over datasets,
+base/new/harmonic mean for base-to-new runs, and the difference to a reference method, taken
+over the seeds both have. Seeds that are missing or whose runs did not finish are listed and
+the cell is marked ``(done/expected)``: nothing is averaged over fewer seeds without saying so.
 
 Recognised layouts below each root (a root is an ``output/`` folder, ours or one inside a
 CoOp/MaPLe checkout; a checkout itself works too, its ``output/`` prefix is skipped)::
@@ -88,7 +88,7 @@ _Z975 = 1.959963984540054
 
 
 class ResultsError(ValueError):
-    """Bad input: a root that does not exist, a method filter that matches nothing, ..."""
+    """Bad input: a root that does not exist, ``--methods`` of which no pattern has runs, ..."""
 
 
 # ----------------------------------------------------------------------------- statistics
@@ -166,6 +166,90 @@ def hm_summary(base: Summary, new: Summary) -> Summary:
     if base.mean is None or new.mean is None:
         return Summary(None, None, None, seeds, base.expected)
     return Summary(harmonic_mean(base.mean, new.mean), None, None, seeds, base.expected)
+
+
+@dataclass(frozen=True)
+class Paired:
+    """A method's and the reference's mean accuracy over the seeds both have: what a Δ compares.
+
+    Means over different seed sets would add the seeds' difference to the methods' (one hard
+    seed missing on one side moves that mean), so a Δ is taken on the common seeds only.
+    """
+
+    method: float
+    reference: float
+    seeds: tuple[int, ...]  # the common seeds
+    same_seeds: bool  # both have exactly these seeds: the Δ is the difference of the shown means
+
+    @property
+    def delta(self) -> float:
+        return self.method - self.reference
+
+
+def paired(s: Summary, ref: Summary) -> Paired | None:
+    """``s`` and ``ref`` on the seeds both have; None when they share no seed."""
+    common = tuple(seed for seed in s.seeds if seed in ref.seeds)
+    if not common:
+        return None
+    mine, theirs = dict(zip(s.seeds, s.values)), dict(zip(ref.seeds, ref.values))
+    return Paired(float(np.mean([mine[x] for x in common])), float(np.mean([theirs[x] for x in common])),
+                  common, set(s.seeds) == set(ref.seeds))
+
+
+@dataclass(frozen=True)
+class Delta:
+    """One Δ cell: the value (None: nothing to compare) and the mark its text carries."""
+
+    value: float | None
+    mark: str = ""  # why the Δ is not the plain difference of the shown means, or why there is none
+    seeds: tuple[int, ...] | None = None  # the common seeds it was computed on (one dataset, not HM)
+    same_seeds: bool | None = None
+
+    def text(self) -> str:
+        if self.value is None:
+            return self.mark
+        return f"{self.value:+.2f}" + (f" {self.mark}" if self.mark else "")
+
+
+def cell_delta(s: Summary, ref: Summary) -> Delta:
+    """Δ of one cell on the seeds both have; marked with their number when the seed sets differ."""
+    pair = paired(s, ref)
+    if pair is None:
+        return Delta(None, "— (no common seeds)" if s.mean is not None and ref.mean is not None else "")
+    n = len(pair.seeds)
+    mark = "" if pair.same_seeds else f"({n} common seed{'s' if n > 1 else ''})"
+    return Delta(pair.delta, mark, pair.seeds, pair.same_seeds)
+
+
+def hm_delta(base: Summary, new: Summary, ref_base: Summary, ref_new: Summary) -> Delta:
+    """Δ HM: the HM of the base and new means over common seeds, method minus reference."""
+    pb, pn = paired(base, ref_base), paired(new, ref_new)
+    if pb is None or pn is None:
+        have_all = all(x.mean is not None for x in (base, new, ref_base, ref_new))
+        return Delta(None, "— (no common seeds)" if have_all else "")
+    same = pb.same_seeds and pn.same_seeds
+    value = harmonic_mean(pb.method, pn.method) - harmonic_mean(pb.reference, pn.reference)
+    return Delta(value, "" if same else "(common seeds)", None, same)
+
+
+def average_mark(n_datasets: int, total: int, same_seeds: bool) -> str:
+    """The mark of an average's Δ: over fewer datasets than the table has, or over common seeds."""
+    marks = []
+    if n_datasets < total:
+        marks.append(f"({n_datasets}/{total} datasets)")
+    if not same_seeds:
+        marks.append("(seed sets differ)")
+    return " ".join(marks)
+
+
+def delta_note(ref: str, base2new: bool) -> str:
+    """The footnote that says what the Δ columns compare."""
+    note = (f"Δ vs {ref} is taken over the seeds both the method and {ref} have; '(k common seeds)' marks a cell "
+            "whose seed sets differ (its Δ is then not the difference of the shown means); an Average row's Δ "
+            "compares the averages of those means over the datasets both have")
+    if base2new:
+        note += " (Δ HM: HM of those base and new means)"
+    return note + "."
 
 
 # ----------------------------------------------------------------------------- run folders
@@ -263,10 +347,16 @@ class Collection:
     runs: dict[RunKey, dict[int, SeedRun]] = field(default_factory=dict)
     methods: dict[str, tuple[Method, Path]] = field(default_factory=dict)  # name -> (method, first root)
     unrecognised: list[Path] = field(default_factory=list)
+    # A seed found again (under another root): (key, seed, the folder kept in runs, the other folder).
+    duplicates: list[tuple[RunKey, int, Path, Path]] = field(default_factory=list)
 
 
 def collect(roots: Iterable[Path]) -> Collection:
-    """Walk the roots and read every ``seed<N>`` folder in a recognised layout."""
+    """Walk the roots and read every ``seed<N>`` folder in a recognised layout.
+
+    A seed found twice is recorded in ``duplicates`` rather than refused here: only the
+    methods the report shows must be unambiguous (``check_duplicates``).
+    """
     found = Collection()
     for root in roots:
         if not root.is_dir():
@@ -287,12 +377,23 @@ def collect(roots: Iterable[Path]) -> Collection:
                 seed = int(SEED_DIR.match(name).group(1))
                 seeds = found.runs.setdefault(key, {})
                 if seed in seeds:
-                    raise ResultsError(
-                        f"seed {seed} of {method.name} ({setting} {split} {dataset}, {shots} shots) exists twice: "
-                        f"{seeds[seed].folder} and {folder}; pass only one of the roots that hold it"
-                    )
+                    found.duplicates.append((key, seed, seeds[seed].folder, folder))
+                    continue
                 seeds[seed] = read_seed_folder(folder, seed)
     return found
+
+
+def check_duplicates(collection: Collection, methods: Iterable[str]) -> None:
+    """Refuse a seed of a shown method that exists under two roots: counting it twice, or
+    picking one of the two silently, would both misreport the method."""
+    methods = set(methods)
+    clashes = [
+        f"seed {seed} of {key.method} ({key.setting} {key.split} {key.dataset}, {key.shots} shots) exists twice: "
+        f"{kept} and {other}"
+        for key, seed, kept, other in collection.duplicates if key.method in methods
+    ]
+    if clashes:
+        raise ResultsError("; ".join(clashes) + "; pass only one of the roots that hold them")
 
 
 def untested_methods(collection: Collection) -> set[str]:
@@ -303,23 +404,27 @@ def untested_methods(collection: Collection) -> set[str]:
     return {m for m, k in kinds.items() if k == {"untested"}}
 
 
-def select_methods(available: Sequence[str], patterns: Sequence[str] | None, hidden: Iterable[str] = ()) -> list[str]:
-    """Methods matching the patterns, in pattern order.
+def select_methods(available: Sequence[str], patterns: Sequence[str] | None,
+                   hidden: Iterable[str] = ()) -> tuple[list[str], list[str]]:
+    """Methods matching the patterns, in pattern order, and the patterns that match nothing.
 
     A pattern is a method name, a glob (``'CoOp/*'``) or a bare trainer name (``MaPLe``).
     Without patterns: every method except ``hidden`` (those with nothing to show).
+    A pattern without runs is not an error: a comparison across checkouts names methods
+    (``VPT``) that only some trees hold; the caller reports it as missing.
     """
     names = sorted(available)
     if not patterns:
         hidden = set(hidden)
-        return [n for n in names if n not in hidden]
+        return [n for n in names if n not in hidden], []
     selected: list[str] = []
+    unmatched: list[str] = []
     for pattern in patterns:
         matches = [n for n in names if fnmatchcase(n, pattern) or n.split("/", 1)[0] == pattern]
         if not matches:
-            raise ResultsError(f"--methods {pattern!r} matches none of the methods found: {names}")
+            unmatched.append(pattern)
         selected.extend(m for m in matches if m not in selected)
-    return selected
+    return selected, unmatched
 
 
 def resolve_reference(methods: Sequence[str], pattern: str | None) -> str | None:
@@ -422,22 +527,23 @@ class Report:
             text += f" ({len(s.seeds)}/{len(s.expected)})"
         return text
 
-    @staticmethod
-    def fmt_delta(delta: float | None) -> str:
-        return "" if delta is None else f"{delta:+.2f}"
-
     def record(self, setting: str, shots: int, dataset: str, method: str, metric: str, **values: Any) -> None:
         row = {"setting": setting, "shots": shots, "dataset": dataset, "method": method, "metric": metric}
         row.update({k: (round(v, 4) if isinstance(v, float) else v) for k, v in values.items()})
         self.records.append(row)
 
     def record_cell(self, setting: str, shots: int, dataset: str, method: str, metric: str, s: Summary,
-                    delta: float | None) -> None:
+                    delta: Delta) -> None:
         self.record(
             setting, shots, dataset, method, metric, mean=s.mean, std=s.std, ci95=s.ci95, n_seeds=len(s.seeds),
             n_expected=len(s.expected), seeds=list(s.seeds), values=list(s.values), complete=s.complete,
-            delta=delta,
+            **self.delta_fields(delta),
         )
+
+    @staticmethod
+    def delta_fields(delta: Delta) -> dict[str, Any]:
+        seeds = list(delta.seeds) if delta.seeds is not None else None
+        return {"delta": delta.value, "delta_seeds": seeds, "delta_same_seeds": delta.same_seeds}
 
     # -- averages
 
@@ -467,7 +573,7 @@ class Report:
         ref = self.reference if self.reference in methods else None
         if ref:
             headers.append(f"Δ vs {ref}")
-        table = Table(title, headers, [])
+        table = Table(title, headers, [], [delta_note(ref, base2new=False)] if ref else [])
         means: dict[str, dict[str, float | None]] = {m: {} for m in methods}
         partial: dict[str, dict[str, bool]] = {m: {} for m in methods}
         cells: dict[tuple[str, str], Summary] = {}
@@ -480,12 +586,10 @@ class Report:
         for label, dataset, _ in rows:
             for i, m in enumerate(methods):
                 s = cells[label, m]
-                delta = None
-                if ref and s.mean is not None and cells[label, ref].mean is not None:
-                    delta = s.mean - cells[label, ref].mean
+                delta = cell_delta(s, cells[label, ref]) if ref else Delta(None)
                 line = [label if i == 0 else "", m, self.fmt(s)]
                 if ref:
-                    line.append("ref" if m == ref else self.fmt_delta(delta))
+                    line.append("ref" if m == ref else delta.text())
                 table.rows.append(line)
                 self.record_cell(setting, shots, label, m, "accuracy", s, delta)
         for avg_label, labels in groups:
@@ -493,18 +597,20 @@ class Report:
                 value = self.average(means[m], labels)
                 used = [lab for lab in labels if means[m].get(lab) is not None]
                 is_partial = any(partial[m][lab] for lab in used)
-                delta = None
-                if ref and m != ref:
-                    common = [lab for lab in used if means[ref].get(lab) is not None]
-                    if common:
-                        delta = self.average(means[m], common) - self.average(means[ref], common)
+                delta = Delta(None)
+                if ref:
+                    pairs = [p for lab in labels if (p := paired(cells[lab, m], cells[lab, ref])) is not None]
+                    if pairs:
+                        same = all(p.same_seeds for p in pairs)
+                        delta = Delta(float(np.mean([p.delta for p in pairs])),
+                                      average_mark(len(pairs), len(labels), same), None, same)
                 line = [avg_label if i == 0 else "", m, self.avg_text(value, len(used), len(labels), is_partial)]
                 if ref:
-                    line.append("ref" if m == ref else self.fmt_delta(delta))
+                    line.append("ref" if m == ref else delta.text())
                 table.rows.append(line)
                 self.record(setting, shots, avg_label, m, "accuracy", mean=value, n_datasets=len(used),
                             total_datasets=len(labels), complete=len(used) == len(labels) and not is_partial,
-                            delta=delta)
+                            **self.delta_fields(delta))
         if self.reference and not ref:
             table.notes.append(f"reference {self.reference} has no results in this table")
         self.tables.append(table)
@@ -576,7 +682,8 @@ class Report:
                 headers += [f"Δ Base vs {ref}", "Δ New", "Δ HM"]
             table = Table(
                 f"Base-to-new, {shots} shots: test accuracy (%), mean ± {self.spread_name()} over seeds "
-                f"{_seeds(expected)}; HM of the mean base and new accuracies", headers, [])
+                f"{_seeds(expected)}; HM of the mean base and new accuracies", headers, [],
+                [delta_note(ref, base2new=True)] if ref else [])
             cells: dict[tuple[str, str], tuple[Summary, Summary, Summary]] = {}
             for d in datasets:
                 for m in methods:
@@ -588,13 +695,14 @@ class Report:
             for d in datasets:
                 for i, m in enumerate(methods):
                     trio = cells[d, m]
-                    deltas = [None, None, None]
+                    deltas = [Delta(None)] * 3
                     if ref:
-                        deltas = [a.mean - r.mean if a.mean is not None and r.mean is not None else None
-                                  for a, r in zip(trio, cells[d, ref])]
+                        (base, new, _), (ref_base, ref_new, _) = trio, cells[d, ref]
+                        deltas = [cell_delta(base, ref_base), cell_delta(new, ref_new),
+                                  hm_delta(base, new, ref_base, ref_new)]
                     line = [d if i == 0 else "", m, *(self.fmt(s) for s in trio)]
                     if ref:
-                        line += ["ref"] * 3 if m == ref else [self.fmt_delta(x) for x in deltas]
+                        line += ["ref"] * 3 if m == ref else [x.text() for x in deltas]
                     table.rows.append(line)
                     for metric, s, delta in zip(("base", "new", "hm"), trio, deltas):
                         self.record_cell(BASE2NEW, shots, d, m, metric, s, delta)
@@ -620,20 +728,34 @@ class Report:
             used = [d for d in datasets if has_both(m, d)]
             partial = [any(not cells[d, m][j].complete for d in used) for j in range(3)]
             values = averages(m, used)
-            deltas: list[float | None] = [None, None, None]
-            if ref and m != ref:
-                common = [d for d in used if has_both(ref, d)]
-                if common:
-                    deltas = [a - r for a, r in zip(averages(m, common), averages(ref, common))]
+            deltas = [Delta(None)] * 3
+            if ref:
+                # Datasets where base and new both have common seeds with the reference's.
+                pairs = [(pb, pn) for d in datasets
+                         if (pb := paired(cells[d, m][0], cells[d, ref][0])) is not None
+                         and (pn := paired(cells[d, m][1], cells[d, ref][1])) is not None]
+                if pairs:
+                    same_base = all(pb.same_seeds for pb, _ in pairs)
+                    same_new = all(pn.same_seeds for _, pn in pairs)
+                    base_m = float(np.mean([pb.method for pb, _ in pairs]))
+                    base_r = float(np.mean([pb.reference for pb, _ in pairs]))
+                    new_m = float(np.mean([pn.method for _, pn in pairs]))
+                    new_r = float(np.mean([pn.reference for _, pn in pairs]))
+                    deltas = [
+                        Delta(value, average_mark(len(pairs), len(datasets), same), None, same)
+                        for value, same in ((base_m - base_r, same_base), (new_m - new_r, same_new),
+                                            (harmonic_mean(base_m, new_m) - harmonic_mean(base_r, new_r),
+                                             same_base and same_new))
+                    ]
             line = ["Average" if i == 0 else "", m,
                     *(self.avg_text(v, len(used), len(datasets), p) for v, p in zip(values, partial))]
             if ref:
-                line += ["ref"] * 3 if m == ref else [self.fmt_delta(x) for x in deltas]
+                line += ["ref"] * 3 if m == ref else [x.text() for x in deltas]
             table.rows.append(line)
             for metric, value, p, delta in zip(("base", "new", "hm"), values, partial, deltas):
                 self.record(BASE2NEW, shots, "Average", m, metric, mean=value, n_datasets=len(used),
                             total_datasets=len(datasets), complete=len(used) == len(datasets) and not p,
-                            delta=delta)
+                            **self.delta_fields(delta))
 
     def build(self) -> None:
         self.build_fewshot()
@@ -654,7 +776,8 @@ def _seeds(seeds: Sequence[int]) -> str:
 # ----------------------------------------------------------------------------- output
 
 CSV_FIELDS = ("setting", "shots", "dataset", "method", "metric", "mean", "std", "ci95", "n_seeds", "n_expected",
-              "seeds", "values", "n_datasets", "total_datasets", "complete", "delta")
+              "seeds", "values", "n_datasets", "total_datasets", "complete", "delta", "delta_seeds",
+              "delta_same_seeds")
 
 
 def write_csv(path: Path, records: Sequence[dict[str, Any]]) -> None:
@@ -663,16 +786,18 @@ def write_csv(path: Path, records: Sequence[dict[str, Any]]) -> None:
         writer.writeheader()
         for rec in records:
             row = {k: ("" if rec.get(k) is None else rec[k]) for k in CSV_FIELDS}
-            for k in ("seeds", "values"):
+            for k in ("seeds", "values", "delta_seeds"):
                 if isinstance(rec.get(k), list):
                     row[k] = " ".join(str(v) for v in rec[k])
             writer.writerow(row)
 
 
-def write_json(path: Path, report: Report) -> None:
+def write_json(path: Path, report: Report, missing_methods: Sequence[str] = ()) -> None:
+    """Rows, problems and the ``--methods`` patterns that matched no runs (``missing_methods``)."""
     data = {
         "spread": "ci95" if report.use_ci else "std",
         "reference": report.reference,
+        "missing_methods": list(missing_methods),
         "rows": report.records,
         "problems": [{"folder": str(p.folder), "problem": p.kind, "detail": p.detail}
                      for p in sorted(report.problems.values(), key=lambda p: str(p.folder))],
@@ -700,7 +825,8 @@ def warn_problems(report: Report) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        description="Mean ± std (or 95%% CI) over seeds of CoOp/MaPLe-style output trees.",
+        # argparse %-formats argument help but not the description: a plain '%' here.
+        description="Mean ± std (or 95% CI) over seeds of CoOp/MaPLe-style output trees.",
         epilog="Cells marked (k/n) average only k of the n expected seeds; the missing and unfinished "
                "folders are listed on stderr.",
     )
@@ -727,11 +853,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not collection.runs:
             raise ResultsError(f"no seed<N> folders in a known layout under {[str(r) for r in args.roots]}")
         hidden = untested_methods(collection)
-        methods = select_methods(list(collection.methods), args.methods, hidden)
+        methods, unmatched = select_methods(list(collection.methods), args.methods, hidden)
         if hidden and not args.methods:
             logger.info("not shown, no run has a test result (search stages?): %s", ", ".join(sorted(hidden)))
+        for pattern in unmatched:
+            logger.warning("--methods %r: no runs found (missing from the report); methods found: %s",
+                           pattern, ", ".join(sorted(collection.methods)))
         if not methods:
+            if args.methods:
+                raise ResultsError(f"none of --methods {' '.join(args.methods)} has runs under "
+                                   f"{[str(r) for r in args.roots]}; methods found: {sorted(collection.methods)}")
             raise ResultsError(f"no method has a test result under {[str(r) for r in args.roots]}")
+        check_duplicates(collection, methods)
         reference = resolve_reference(methods, args.reference)
     except ResultsError as error:
         parser.error(str(error))
@@ -746,7 +879,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.csv:
         write_csv(args.csv, report.records)
     if args.json:
-        write_json(args.json, report)
+        write_json(args.json, report, unmatched)
     return 0
 
 

@@ -5,12 +5,15 @@ From a search output folder (``arch.json`` and ``alpha_history.jsonl``, written 
 ``DPLSearch`` trainer) this writes:
 
 - ``mixture_weights.png``: per tower, the final mixture weights ``softmax(alpha / T)`` as a
-  blocks x candidate-lengths heat map, the chosen length of every block boxed;
+  blocks x candidate-lengths heat map, coloured by the deviation from uniform (``weight - 1/K``)
+  so that the small differences which decide a short search show; the chosen length of every
+  block boxed, and a note when the mixture is near uniform (the choice is then a near-tie);
 - ``search_evolution.png``: per tower, the chosen length of every block after each epoch, and
   the mean per-block entropy of the mixture weights over epochs (``log K`` = still uniform).
 
 With ``--compare`` it draws the architectures of several searches side by side
-(``architectures.png``): one row per search, one column per block, both towers.
+(``architectures.png``): one row per search, one column per block, both towers, each row named
+``dataset / config / seed`` (the parts that differ between the searches).
 
 The chosen length is the argmax of a block's weights, ties going to the shorter length (the
 rule the search decodes with); it is recomputed from the last epoch's alphas and checked
@@ -30,6 +33,7 @@ import json
 import logging
 import math
 import os
+import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -40,7 +44,7 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.colors import BoundaryNorm
+from matplotlib.colors import BoundaryNorm, CenteredNorm
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator
@@ -237,11 +241,25 @@ def check_agreement(arch: PromptArchitecture, last: EpochAlphas, source: Path | 
 
 # ----------------------------------------------------------------------------- drawing
 
+# A mixture whose weights all lie within this fraction of 1/K of uniform is "near-uniform": its
+# argmax, the chosen length, is then a near-tie that a little more search could overturn.
+NEAR_UNIFORM = 0.1
+# Room above log K in the entropy panel, so the curves of a young search (at log K) stay visible.
+ENTROPY_HEADROOM = 1.2
+SEED_NAME = re.compile(r"^seed\d+$")
+SHOTS_CFG = re.compile(r"^.+_\d+shots$")
+SHOTS_DIR = re.compile(r"^shots_(\d+)$")
+
 
 def _new_figure(width: float, height: float) -> Figure:
     fig = Figure(figsize=(width, height), layout="constrained")
     FigureCanvasAgg(fig)  # draw with Agg, without pyplot's global state
     return fig
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    fig.savefig(path, dpi=120)
+    return path
 
 
 def _length_norm(candidates: Sequence[int]) -> tuple[Any, BoundaryNorm]:
@@ -256,8 +274,8 @@ def _length_norm(candidates: Sequence[int]) -> tuple[Any, BoundaryNorm]:
     return cmap, BoundaryNorm(edges, cmap.N)
 
 
-def _annotate(ax: Axes, matrix: np.ndarray, fmt: str, light_below: float, xs: Sequence[float] | None = None) -> None:
-    """Write each cell's value; white text on the dark (low) end of viridis."""
+def _annotate(ax: Axes, matrix: np.ndarray, fmt: str, light: np.ndarray, xs: Sequence[float] | None = None) -> None:
+    """Write each cell's value, in white where ``light`` (the cell's colour is dark)."""
     if matrix.size > MAX_ANNOTATED_CELLS:
         return
     for (i, j), value in np.ndenumerate(matrix):
@@ -265,38 +283,86 @@ def _annotate(ax: Axes, matrix: np.ndarray, fmt: str, light_below: float, xs: Se
             continue
         x = xs[j] if xs is not None else j
         ax.text(x, i, format(value, fmt), ha="center", va="center", fontsize=7,
-                color="white" if value < light_below else "black")
+                color="white" if light[i, j] else "black")
 
 
 def _towers(arch: PromptArchitecture) -> list[str]:
     return [t for t in TOWERS if arch.lengths(t)]
 
 
-def plot_mixture(arch: PromptArchitecture, history: Sequence[EpochAlphas], out: Path) -> Path:
-    """Heat maps of the last epoch's mixture weights per tower, chosen lengths boxed."""
+def uniform_deviation(weights: np.ndarray) -> np.ndarray:
+    """``weight - 1/K`` per cell: what makes a block's choice, whatever K is."""
+    return weights - 1.0 / weights.shape[1]
+
+
+def is_near_uniform(weights: np.ndarray) -> bool:
+    """Every weight within ``NEAR_UNIFORM / K`` of ``1/K``."""
+    return bool(np.abs(uniform_deviation(weights)).max(initial=0.0) < NEAR_UNIFORM / weights.shape[1])
+
+
+def deviation_norm(deviations: Sequence[np.ndarray]) -> CenteredNorm:
+    """One colour scale, centred at 0 (uniform), spanning the largest deviation of any tower.
+
+    Scaled to the data rather than to [-1/K, 1 - 1/K] so that the small deviations of a short
+    search, which still decide the argmax, are visible; the colour bar gives the scale.
+    """
+    largest = max(float(np.abs(d).max(initial=0.0)) for d in deviations)
+    return CenteredNorm(vcenter=0.0, halfrange=largest if largest > 0 else 1e-6)
+
+
+def weight_decimals(deviation: np.ndarray) -> int:
+    """Decimals that show the largest deviation from uniform with two significant digits (2..4)."""
+    largest = float(np.abs(deviation).max(initial=0.0))
+    if largest == 0:
+        return 4
+    return min(4, max(2, 1 - math.floor(math.log10(largest))))
+
+
+def mixture_figure(arch: PromptArchitecture, history: Sequence[EpochAlphas]) -> Figure:
+    """Heat maps of the last epoch's mixture weights per tower, chosen lengths boxed.
+
+    The colour is the deviation from uniform (``weight - 1/K``, diverging around 0), the
+    numbers are the weights with as many decimals as the deviations need: after a short search
+    every weight is close to 1/K and a plain weight scale shows one colour everywhere.
+    """
     last = history[-1]
     towers = _towers(arch)
+    k = len(last.candidates)
+    weights = {t: mixture_weights(last.alphas[t], last.temperature) for t in towers}
+    deviation = {t: uniform_deviation(w) for t, w in weights.items()}
+    norm = deviation_norm(list(deviation.values()))
     max_blocks = max(len(arch.lengths(t)) for t in towers)
-    fig = _new_figure(2.0 + 3.2 * len(towers) + 0.35 * len(last.candidates), 1.5 + 0.35 * max_blocks)
+    fig = _new_figure(2.0 + 3.2 * len(towers) + 0.45 * k, 2.0 + 0.35 * max_blocks)
     axes = fig.subplots(1, len(towers), squeeze=False)[0]
     image = None
     for ax, tower in zip(axes, towers):
-        weights = mixture_weights(last.alphas[tower], last.temperature)
-        image = ax.imshow(weights, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
-        _annotate(ax, weights, ".2f", light_below=0.5)
+        decimals = weight_decimals(deviation[tower])
+        image = ax.imshow(deviation[tower], cmap="RdBu_r", norm=norm, aspect="auto")
+        _annotate(ax, weights[tower], f".{decimals}f", light=np.abs(deviation[tower]) > 0.6 * norm.halfrange)
         for block, index in enumerate(chosen_indices(last.alphas[tower])):
-            ax.add_patch(Rectangle((index - 0.5, block - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=2))
-        ax.set_xticks(range(len(last.candidates)), [str(c) for c in last.candidates])
-        ax.set_yticks(range(len(weights)))
+            ax.add_patch(Rectangle((index - 0.5, block - 0.5), 1, 1, fill=False, edgecolor="black", linewidth=2))
+        ax.set_xticks(range(k), [str(c) for c in last.candidates])
+        ax.set_yticks(range(len(weights[tower])))
         ax.set_xlabel("prompt length (candidate)")
         ax.set_ylabel("block")
-        ax.set_title(f"{tower} tower: chosen {' '.join(map(str, chosen_lengths(last.alphas[tower], last.candidates)))}")
-    fig.colorbar(image, ax=list(axes), label="mixture weight")
-    fig.suptitle(f"Mixture weights softmax(α/T) after epoch {last.epoch} (T = {last.temperature:g}); "
-                 "red box: chosen length")
-    path = out / "mixture_weights.png"
-    fig.savefig(path, dpi=120)
-    return path
+        chosen = " ".join(map(str, chosen_lengths(last.alphas[tower], last.candidates)))
+        spread = float(np.abs(deviation[tower]).max(initial=0.0))
+        ax.set_title(f"{tower} tower: chosen {chosen}\nmax |w − 1/K| = {spread:.{decimals}f}"
+                     + (" (near-uniform)" if is_near_uniform(weights[tower]) else ""), fontsize=10)
+    fig.colorbar(image, ax=list(axes), label=f"weight − 1/K  (1/K = {1 / k:.3g})")
+    title = (f"Mixture weights softmax(α/T) after epoch {last.epoch} (T = {last.temperature:g}); "
+             "colour: deviation from uniform; box: chosen length")
+    near = [t for t in towers if is_near_uniform(weights[t])]
+    if near:
+        title += (f"\nNear-uniform mixture ({', '.join(near)}): every weight within {NEAR_UNIFORM:.0%} of 1/K, "
+                  "so the chosen lengths are near-ties")
+    fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def plot_mixture(arch: PromptArchitecture, history: Sequence[EpochAlphas], out: Path) -> Path:
+    """Write ``mixture_weights.png`` (see ``mixture_figure``)."""
+    return _save(mixture_figure(arch, history), out / "mixture_weights.png")
 
 
 def _epoch_edges(epochs: Sequence[int]) -> np.ndarray:
@@ -308,14 +374,14 @@ def _epoch_edges(epochs: Sequence[int]) -> np.ndarray:
     return np.concatenate([[e[0] - (mids[0] - e[0])], mids, [e[-1] + (e[-1] - mids[-1])]])
 
 
-def plot_evolution(arch: PromptArchitecture, history: Sequence[EpochAlphas], out: Path) -> Path:
+def evolution_figure(arch: PromptArchitecture, history: Sequence[EpochAlphas]) -> Figure:
     """Chosen length per block after each epoch (one map per tower) and mean mixture entropy."""
     towers = _towers(arch)
     epochs = [h.epoch for h in history]
     candidates = history[-1].candidates
     cmap, norm = _length_norm(candidates)
     max_blocks = max(len(arch.lengths(t)) for t in towers)
-    fig = _new_figure(2.0 + 4.0 * len(towers), 3.0 + 0.3 * max_blocks)
+    fig = _new_figure(2.5 + 4.0 * len(towers), 3.0 + 0.3 * max_blocks)
     grid = fig.add_gridspec(2, len(towers), height_ratios=[max(max_blocks, 3), 3])
     mesh = None
     for column, tower in enumerate(towers):
@@ -323,7 +389,7 @@ def plot_evolution(arch: PromptArchitecture, history: Sequence[EpochAlphas], out
         chosen = np.array([chosen_lengths(h.alphas[tower], h.candidates) for h in history], dtype=float).T
         blocks = np.arange(len(chosen) + 1) - 0.5
         mesh = ax.pcolormesh(_epoch_edges(epochs), blocks, chosen, cmap=cmap, norm=norm)
-        _annotate(ax, chosen, ".0f", light_below=(candidates[0] + candidates[-1]) / 2, xs=epochs)
+        _annotate(ax, chosen, ".0f", light=chosen < (candidates[0] + candidates[-1]) / 2, xs=epochs)
         ax.set_ylim(blocks[-1], blocks[0])  # block 0 on top, as in the heat maps
         ax.set_yticks(range(len(chosen)))
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -335,58 +401,112 @@ def plot_evolution(arch: PromptArchitecture, history: Sequence[EpochAlphas], out
     for tower in towers:
         entropy = [mean_entropy(mixture_weights(h.alphas[tower], h.temperature)) for h in history]
         ax.plot(epochs, entropy, marker="o", markersize=3, label=tower)
-    ax.axhline(math.log(len(candidates)), color="grey", linestyle="--", label=f"uniform (log {len(candidates)})")
+    log_k = math.log(len(candidates))
+    ax.axhline(log_k, color="grey", linestyle="--", linewidth=1)
+    # The line's label sits just above it at the left, in the headroom no curve can reach.
+    ax.text(0.01, log_k, f"uniform (log {len(candidates)} = {log_k:.2f})", transform=ax.get_yaxis_transform(),
+            ha="left", va="bottom", fontsize=8, color="grey")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel("mean entropy (nats)")
-    ax.set_ylim(bottom=0)
-    ax.legend(loc="best", fontsize=8)
+    ax.set_ylim(0, ENTROPY_HEADROOM * log_k if log_k > 0 else 1.0)
+    # Outside the axes: a young search's curves run along log K, where an inside legend would sit.
+    ax.legend(title="tower", loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, fontsize=8)
     ax.set_title("Mean per-block entropy of the mixture weights")
-    path = out / "search_evolution.png"
-    fig.savefig(path, dpi=120)
-    return path
+    return fig
 
 
-def default_labels(paths: Sequence[Path]) -> list[str]:
-    """Short distinct labels: the path components that differ between the searches.
+def plot_evolution(arch: PromptArchitecture, history: Sequence[EpochAlphas], out: Path) -> Path:
+    """Write ``search_evolution.png`` (see ``evolution_figure``)."""
+    return _save(evolution_figure(arch, history), out / "search_evolution.png")
 
-    ``output/eurosat/DPLSearch/c_16shots/seed1`` and ``output/dtd/...`` become ``eurosat``, ``dtd``.
+
+def search_name(path: Path) -> tuple[str, str, str] | None:
+    """(dataset, config, seed) of a search folder (or its ``arch.json``) in the CoOp output layout.
+
+    ``<dataset>/DPLSearch/<cfg>_<K>shots/seed<S>`` gives config ``<cfg>_<K>shots``;
+    ``base2new/train_base/<dataset>/shots_<K>/DPLSearch/<cfg>/seed<S>`` gives
+    ``base2new <cfg>_<K>shots``. None for any other path.
     """
-    parts = [Path(os.path.abspath(p)).parts for p in paths]
-    if len({len(p) for p in parts}) == 1 and len(set(parts)) == len(parts):
-        varying = [i for i in range(len(parts[0])) if len({p[i] for p in parts}) > 1]
-        return ["/".join(p[i] for i in varying) for p in parts]
-    common = os.path.commonpath([os.path.abspath(p) for p in paths])
-    return [os.path.relpath(os.path.abspath(p), common) if os.path.abspath(p) != common else str(p) for p in paths]
+    folder = Path(os.path.abspath(path))
+    if folder.suffix == ".json":
+        folder = folder.parent
+    parts = folder.parts
+    if len(parts) < 4 or not SEED_NAME.match(parts[-1]) or parts[-3] != "DPLSearch":
+        return None
+    seed, cfg = parts[-1], parts[-2]
+    shots = SHOTS_DIR.match(parts[-4])
+    if shots and parts[-7:-5] == ("base2new", "train_base"):
+        return parts[-5], f"base2new {cfg}_{shots.group(1)}shots", seed
+    if SHOTS_CFG.match(cfg):
+        return parts[-4], cfg, seed
+    return None
 
 
-def plot_compare(archs: Sequence[PromptArchitecture], labels: Sequence[str], out: Path) -> Path:
-    """Chosen lengths of several searches: rows = searches, columns = blocks, one panel per tower."""
+def compare_labels(paths: Sequence[Path]) -> tuple[list[str], str]:
+    """Row labels for ``--compare``, and what all rows share ("" when nothing was left out).
+
+    Searches in the CoOp layout are named ``dataset / config / seed`` (``search_name``) by the
+    fields that differ between them; the shared fields are said once, in the title. Other paths
+    are named by their last three parts. Labels that still coincide (the same search under two
+    roots) fall back to the paths relative to their common folder.
+    """
+    names = [search_name(p) for p in paths]
+    shared = ""
+    if len(paths) > 1 and all(names):
+        varying = [i for i in range(3) if len({n[i] for n in names}) > 1]
+        labels = [" / ".join(n[i] for i in varying) for n in names]
+        shared = " / ".join(names[0][i] for i in range(3) if i not in varying)
+    else:
+        labels = [" / ".join(n) if n else "/".join(Path(os.path.abspath(p)).parts[-3:]) for n, p in zip(names, paths)]
+    if len(set(labels)) < len(labels):
+        absolute = [os.path.abspath(p) for p in paths]
+        common = os.path.commonpath(absolute)
+        labels = [os.path.relpath(a, common) if a != common else str(p) for a, p in zip(absolute, paths)]
+        shared = ""
+    return labels, shared
+
+
+def compare_figure(archs: Sequence[PromptArchitecture], labels: Sequence[str], shared: str = "") -> Figure:
+    """Chosen lengths of several searches: rows = searches, columns = blocks, one panel per tower.
+
+    The row labels are written once, left of the first panel; each panel gives its tower's
+    total prompt length per search on its right. ``shared``: what every row has in common.
+    """
     candidates = sorted({c for a in archs for c in a.candidates})
     cmap, norm = _length_norm(candidates)
     towers = [t for t in TOWERS if any(a.lengths(t) for a in archs)]
     widths = [max(len(a.lengths(t)) for a in archs) for t in towers]
     longest = max(len(label) for label in labels)
-    fig = _new_figure(max(6.0, 1.5 + 0.07 * longest + 0.45 * sum(widths)), 2.0 + 0.45 * len(archs))
+    fig = _new_figure(max(6.0, 2.0 + 0.08 * longest + 0.45 * sum(widths) + 0.5 * len(towers)),
+                      2.4 + 0.45 * len(archs))
     axes = fig.subplots(1, len(towers), squeeze=False, width_ratios=widths)[0]
     image = None
-    for ax, tower, width in zip(axes, towers, widths):
+    for column, (ax, tower, width) in enumerate(zip(axes, towers, widths)):
         # Searches on backbones of different depth: pad the shorter rows (drawn blank).
         matrix = np.full((len(archs), width), np.nan)
         for row, arch in enumerate(archs):
             matrix[row, : len(arch.lengths(tower))] = arch.lengths(tower)
         image = ax.imshow(np.ma.masked_invalid(matrix), cmap=cmap, norm=norm, aspect="auto")
-        _annotate(ax, matrix, ".0f", light_below=(candidates[0] + candidates[-1]) / 2)
+        _annotate(ax, matrix, ".0f", light=matrix < (candidates[0] + candidates[-1]) / 2)
         ax.set_xticks(range(width))
-        ax.set_yticks(range(len(archs)),
-                      [f"{label} ({sum(a.lengths(tower))})" for label, a in zip(labels, archs)])
+        ax.set_yticks(range(len(archs)), list(labels) if column == 0 else [])
+        totals = ax.secondary_yaxis("right")
+        totals.set_yticks(range(len(archs)), [str(sum(a.lengths(tower))) for a in archs])
+        totals.tick_params(length=0)
         ax.set_xlabel("block")
-        ax.set_title(f"{tower} tower")
+        ax.set_title(f"{tower} tower (right: total)")
     fig.colorbar(image, ax=list(axes), ticks=candidates, label="prompt length")
-    fig.suptitle("Prompt lengths per block (total per tower in brackets)", fontsize=10)
-    path = out / "architectures.png"
-    fig.savefig(path, dpi=120)
-    return path
+    title = "Prompt lengths per block"
+    if shared:
+        title += f"\nall rows: {shared}"
+    fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def plot_compare(archs: Sequence[PromptArchitecture], labels: Sequence[str], out: Path, shared: str = "") -> Path:
+    """Write ``architectures.png`` (see ``compare_figure``)."""
+    return _save(compare_figure(archs, labels, shared), out / "architectures.png")
 
 
 # ----------------------------------------------------------------------------- command line
@@ -399,7 +519,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--compare", nargs="+", type=Path, metavar="DIR",
                         help=f"search folders (or {ARCH_FILE} files) to draw side by side")
     parser.add_argument("--labels", nargs="+", metavar="LABEL",
-                        help="one label per --compare entry (default: the path parts that differ)")
+                        help="one label per --compare entry (default: dataset / config / seed, the parts "
+                             "that differ)")
     parser.add_argument("--out", type=Path,
                         help="where to write the PNGs (default: the search folder; the current directory "
                              "with --compare)")
@@ -425,9 +546,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             written = [plot_mixture(arch, history, out), plot_evolution(arch, history, out)]
         else:
             archs = [load_architecture_arg(p) for p in args.compare]
-            labels = args.labels or default_labels(args.compare)
+            labels, shared = (args.labels, "") if args.labels else compare_labels(args.compare)
             out.mkdir(parents=True, exist_ok=True)
-            written = [plot_compare(archs, labels, out)]
+            written = [plot_compare(archs, labels, out, shared)]
     except SearchOutputError as error:
         parser.error(str(error))
     for path in written:

@@ -169,9 +169,11 @@ def test_t_quantile_uses_fallback_when_scipy_missing(monkeypatch):
 
 def test_summary_mean_std_ci_and_missing_seed():
     s = pr.summarise({1: 70.0, 2: 72.0, 3: 77.0}, [1, 2, 3])
+    # mean (70 + 72 + 77) / 3 = 73; deviations -3, -1, 4: sample variance (9 + 1 + 16) / 2 = 13,
+    # std sqrt(13) = 3.605551; CI half-width t_{0.975,2} * s / sqrt(3) = 4.302653 * 3.605551 / 1.732051 = 8.956686.
     assert s.mean == pytest.approx(73.0)
-    assert s.std == pytest.approx(np.std([70, 72, 77], ddof=1))
-    assert s.ci95 == pytest.approx(pr.t975(2) * s.std / math.sqrt(3))
+    assert s.std == pytest.approx(3.605551, abs=1e-6)
+    assert s.ci95 == pytest.approx(8.956686, abs=1e-5)
     partial = pr.summarise({1: 70.0, 3: 77.0}, [1, 2, 3])
     assert not partial.complete and partial.seeds == (1, 3) and partial.mean == pytest.approx(73.5)
     single = pr.summarise({1: 70.0}, [1])
@@ -196,12 +198,18 @@ def build_fewshot(root: Path) -> dict[tuple[str, str], list[float]]:
 
 def test_fewshot_mean_std_average_and_delta(tmp_path, capsys):
     root = tmp_path / "output"
-    accs = build_fewshot(root)
+    build_fewshot(root)
     data, out = run([str(root), "--reference", "CoOp"], tmp_path, capsys)
-    for (dataset, trainer), values in accs.items():
+    expected = {
+        ("eurosat", "DPL"): (82.0, 2.0),  # 80 82 84: deviations -2 0 2, variance (4 + 0 + 4) / 2 = 4
+        ("dtd", "DPL"): (62.0, 2.645751),  # 60 61 65: deviations -2 -1 3, variance (4 + 1 + 9) / 2 = 7
+        ("eurosat", "CoOp"): (72.0, 2.645751),  # 70 71 75: deviations -2 -1 3, variance 7
+        ("dtd", "CoOp"): (56.0, 1.0),  # 55 56 57: deviations -1 0 1, variance (1 + 0 + 1) / 2 = 1
+    }
+    for (dataset, trainer), (mean, std) in expected.items():
         r = row(data, dataset, f"{trainer}/vit_b16")
-        assert r["mean"] == pytest.approx(np.mean(values), abs=1e-4)
-        assert r["std"] == pytest.approx(np.std(values, ddof=1), abs=1e-4)
+        assert r["mean"] == pytest.approx(mean, abs=1e-4)
+        assert r["std"] == pytest.approx(std, abs=1e-4)
         assert r["n_seeds"] == 3 and r["complete"] is True
     assert row(data, "eurosat", "DPL/vit_b16")["delta"] == pytest.approx(82.0 - 72.0)
     avg = row(data, "Average", "DPL/vit_b16")
@@ -216,9 +224,9 @@ def test_fewshot_ci_switch(tmp_path, capsys):
     build_fewshot(root)
     data, out = run([str(root), "--ci"], tmp_path, capsys)
     r = row(data, "eurosat", "DPL/vit_b16")
-    expected = 4.302653 * 2.0 / math.sqrt(3)  # t_{0.975,2} * s / sqrt(n), s = 2
-    assert r["ci95"] == pytest.approx(expected, abs=1e-3)
-    assert f"82.00 ± {expected:.2f}" in out
+    # 80 82 84: s = 2; t_{0.975,2} * s / sqrt(n) = 4.302653 * 2 / 1.732051 = 4.968276
+    assert r["ci95"] == pytest.approx(4.968276, abs=1e-4)
+    assert "82.00 ± 4.97" in out
     assert data["spread"] == "ci95"
 
 
@@ -291,6 +299,36 @@ def test_csv_output(tmp_path, capsys):
     assert {r["dataset"] for r in rows} == {"eurosat", "dtd", "Average"}
 
 
+def test_delta_is_taken_over_the_common_seeds_and_marked(tmp_path, capsys):
+    root = tmp_path / "output"
+    build_fewshot(root)
+    gone = fewshot_dir(root, "eurosat", "CoOp", "vit_b16", 3)
+    for f in gone.iterdir():
+        f.unlink()
+    gone.rmdir()
+    # Disjoint seeds: nothing to compare.
+    write_train_log(fewshot_dir(root, "ucf101", "DPL", "vit_b16", 1), 75.0)
+    write_train_log(fewshot_dir(root, "ucf101", "CoOp", "vit_b16", 2), 65.0)
+    data, out = run([str(root), "--reference", "CoOp"], tmp_path, capsys)
+    # eurosat: CoOp has seeds 1 2 (70, 71); DPL on those seeds (80 + 82) / 2 = 81, minus (70 + 71) / 2 = 70.5:
+    # +10.5, not DPL's 3-seed mean 82 minus 70.5 = +11.5.
+    eurosat = row(data, "eurosat", "DPL/vit_b16")
+    assert eurosat["delta"] == pytest.approx(10.5)
+    assert eurosat["delta_seeds"] == [1, 2] and eurosat["delta_same_seeds"] is False
+    assert "+10.50 (2 common seeds)" in out
+    # dtd: same seeds, 62 - 56 = +6, unmarked.
+    dtd = row(data, "dtd", "DPL/vit_b16")
+    assert dtd["delta"] == pytest.approx(6.0) and dtd["delta_same_seeds"] is True
+    assert "| +6.00 " in out
+    ucf = row(data, "ucf101", "DPL/vit_b16")
+    assert ucf["delta"] is None and "— (no common seeds)" in out
+    # Average over the 2 of 3 datasets with common seeds: (10.5 + 6) / 2 = 8.25.
+    avg = row(data, "Average", "DPL/vit_b16")
+    assert avg["delta"] == pytest.approx(8.25) and avg["delta_same_seeds"] is False
+    assert "+8.25 (2/3 datasets) (seed sets differ)" in out
+    assert "note: Δ vs CoOp/vit_b16 is taken over the seeds both the method and CoOp/vit_b16 have" in out
+
+
 # ----------------------------------------------------------------------------- base-to-new
 
 
@@ -305,18 +343,17 @@ def test_base2new_hm_from_means_and_test_base_preferred(tmp_path, capsys):
     # MaPLe's reproduce scripts evaluate base classes separately: that result wins over train_base.
     write_eval_log(b2n_dir(root, "test_base", "dtd", "DPL", "c", 1), 81.0)
     data, out = run([str(root)], tmp_path, capsys)
-    base_dtd = np.mean([81.0, 82.0])
-    new_dtd = np.mean([50.0, 54.0])
-    assert row(data, "dtd", "DPL/c", "base")["mean"] == pytest.approx(base_dtd)
-    assert row(data, "dtd", "DPL/c", "new")["mean"] == pytest.approx(new_dtd)
+    # dtd: base (81 + 82) / 2 = 81.5 (seed 1 from test_base), new (50 + 54) / 2 = 52,
+    # HM 2 * 81.5 * 52 / (81.5 + 52) = 8476 / 133.5 = 63.490637.
+    assert row(data, "dtd", "DPL/c", "base")["mean"] == pytest.approx(81.5)
+    assert row(data, "dtd", "DPL/c", "new")["mean"] == pytest.approx(52.0)
     hm_dtd = row(data, "dtd", "DPL/c", "hm")["mean"]
-    assert hm_dtd == pytest.approx(2 * base_dtd * new_dtd / (base_dtd + new_dtd), abs=1e-4)
-    # Not the mean of per-seed HMs:
-    per_seed = np.mean([2 * b * n / (b + n) for b, n in zip([81.0, 82.0], [50.0, 54.0])])
-    assert abs(hm_dtd - per_seed) > 1e-3
-    avg_b = (base_dtd + 92.0) / 2
-    avg_n = (new_dtd + 65.0) / 2
-    assert row(data, "Average", "DPL/c", "hm")["mean"] == pytest.approx(2 * avg_b * avg_n / (avg_b + avg_n), abs=1e-4)
+    assert hm_dtd == pytest.approx(63.490637, abs=1e-4)
+    # Not the mean of per-seed HMs: (8100 / 131 + 8856 / 136) / 2 = (61.832061 + 65.117647) / 2 = 63.474854.
+    assert hm_dtd != pytest.approx(63.474854, abs=1e-3)
+    # Average: base (81.5 + 92) / 2 = 86.75, new (52 + 65) / 2 = 58.5,
+    # HM 2 * 86.75 * 58.5 / (86.75 + 58.5) = 10149.75 / 145.25 = 69.877797.
+    assert row(data, "Average", "DPL/c", "hm")["mean"] == pytest.approx(69.877797, abs=1e-4)
     assert "Base-to-new" in out and "HM" in out
 
 
@@ -332,7 +369,18 @@ def test_base2new_missing_new_and_delta(tmp_path, capsys, caplog):
     new = row(data, "dtd", "MaPLe/c", "new")
     assert new["n_seeds"] == 2 and new["mean"] == pytest.approx(73.5)
     assert row(data, "dtd", "MaPLe/c", "hm")["complete"] is False
-    assert row(data, "dtd", "DPL/c", "base")["delta"] == pytest.approx(-2.0)
+    # Base: both have seeds 1 2 3, 81 82 83 vs 83 84 85: -2, unmarked.
+    base = row(data, "dtd", "DPL/c", "base")
+    assert base["delta"] == pytest.approx(-2.0) and base["delta_same_seeds"] is True
+    # New on the common seeds 1 2: (71 + 72) / 2 - (73 + 74) / 2 = 71.5 - 73.5 = -2
+    # (not DPL's mean over 3 seeds, 72, minus 73.5 = -1.5).
+    delta_new = row(data, "dtd", "DPL/c", "new")
+    assert delta_new["delta"] == pytest.approx(-2.0)
+    assert delta_new["delta_seeds"] == [1, 2] and delta_new["delta_same_seeds"] is False
+    # HM from those means: 2 * 82 * 71.5 / 153.5 = 76.390879 minus 2 * 84 * 73.5 / 157.5 = 78.4: -2.009121.
+    assert row(data, "dtd", "DPL/c", "hm")["delta"] == pytest.approx(-2.009121, abs=1e-4)
+    assert "-2.00 (2 common seeds)" in out and "-2.01 (common seeds)" in out
+    assert row(data, "Average", "DPL/c", "new")["delta"] == pytest.approx(-2.0)
     assert str(b2n_dir(root, "test_new", "dtd", "MaPLe", "c", 3)) in caplog.text
     assert "73.50 ± 0.71 (2/3)" in out
 
@@ -399,7 +447,7 @@ def test_unrecognised_layout_is_reported(tmp_path, capsys, caplog):
 @pytest.mark.parametrize(
     "extra, message",
     [
-        (["--methods", "VPT"], "matches none of the methods"),
+        (["--methods", "VPT", "IVLP"], "none of --methods VPT IVLP has runs"),
         (["--reference", "DPL/*", "--methods", "DPL", "CoOp"], "exactly one"),
     ],
 )
@@ -411,6 +459,32 @@ def test_bad_filters_are_clear_errors(tmp_path, capsys, extra, message):
         pr.main([str(root), *extra])
     assert excinfo.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_method_pattern_without_runs_is_reported_and_skipped(tmp_path):
+    """The README's comparison lists VPT: a tree without VPT runs still gets its report."""
+    root = tmp_path / "output"
+    build_fewshot(root)
+    report = tmp_path / "r.json"
+    done = subprocess.run([sys.executable, str(SCRIPT), str(root), "--methods", "DPL", "VPT", "CoOp",
+                           "--reference", "CoOp", "--json", str(report)], capture_output=True, text=True,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    warnings = [line for line in done.stderr.splitlines() if "'VPT'" in line]
+    assert len(warnings) == 1 and warnings[0].startswith("WARNING:") and "no runs found" in warnings[0]
+    assert "82.00 ± 2.00" in done.stdout and "CoOp/vit_b16" in done.stdout
+    data = json.loads(report.read_text())
+    assert data["missing_methods"] == ["VPT"]
+    assert {r["method"] for r in data["rows"]} == {"DPL/vit_b16", "CoOp/vit_b16"}
+
+
+def test_help_prints_single_percent_signs(capsys):
+    with pytest.raises(SystemExit) as excinfo:
+        pr.main(["--help"])
+    assert excinfo.value.code == 0
+    out = capsys.readouterr().out
+    assert "%%" not in out
+    assert "(or 95% CI)" in out and "95% confidence interval" in out
 
 
 def test_missing_root_and_empty_root_are_clear_errors(tmp_path, capsys):
@@ -429,7 +503,23 @@ def test_same_seed_in_two_roots_is_an_error(tmp_path, capsys):
     write_train_log(fewshot_dir(b, "dtd", "DPL", "c", 1), 2.0)
     with pytest.raises(SystemExit):
         pr.main([str(a), str(b)])
-    assert "exists twice" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "seed 1 of DPL/c" in err and "exists twice" in err
+    assert str(fewshot_dir(a, "dtd", "DPL", "c", 1)) in err and str(fewshot_dir(b, "dtd", "DPL", "c", 1)) in err
+
+
+def test_same_seed_in_two_roots_counts_only_for_the_selected_methods(tmp_path, capsys):
+    # CoOp's checkout and ours both hold CoOp seed 1; a report of DPL alone is not ambiguous.
+    ours, checkout = tmp_path / "output", tmp_path / "CoOp" / "output"
+    write_train_log(fewshot_dir(ours, "dtd", "DPL", "c", 1), 60.0)
+    for root in (ours, checkout):
+        write_train_log(fewshot_dir(root, "dtd", "CoOp", "c", 1), 50.0)
+    data, _ = run([str(ours), str(checkout), "--methods", "DPL"], tmp_path, capsys)
+    assert row(data, "dtd", "DPL/c")["mean"] == pytest.approx(60.0)
+    with pytest.raises(SystemExit) as excinfo:
+        pr.main([str(ours), str(checkout), "--methods", "DPL", "CoOp"])
+    assert excinfo.value.code == 2
+    assert "seed 1 of CoOp/c" in capsys.readouterr().err
 
 
 def test_command_line_run_without_dassl_or_torch(tmp_path):

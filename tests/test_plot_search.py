@@ -9,6 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from matplotlib.figure import Figure
+from matplotlib.layout_engine import ConstrainedLayoutEngine
+from matplotlib.text import Text
+from matplotlib.transforms import Bbox
 from PIL import Image
 
 from scripts import plot_search as ps
@@ -37,6 +41,17 @@ def make_search(folder: Path, seed: int = 0, epochs: int = 3, text_depth: int = 
     arch.update(arch_override or {})
     (folder / "arch.json").write_text(json.dumps(arch))
     return arch
+
+
+def write_search(folder: Path, text: list[list[float]], image: list[list[float]], temperature: float = 1.0) -> None:
+    """A one-epoch search with the given alphas; arch.json holds their decode."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "alpha_history.jsonl").write_text(json.dumps(
+        {"epoch": 1, "candidates": CANDIDATES, "temperature": temperature, "text": text, "image": image}) + "\n")
+    arch = {"format": "dpl-architecture", "version": 1, "backbone": "ViT-B/16", "candidates": CANDIDATES,
+            "text_lengths": [CANDIDATES[int(np.argmax(row))] for row in text],
+            "image_lengths": [CANDIDATES[int(np.argmax(row))] for row in image]}
+    (folder / "arch.json").write_text(json.dumps(arch))
 
 
 def assert_png(path: Path) -> None:
@@ -85,11 +100,63 @@ def test_compare_without_out_writes_to_current_directory(tmp_path, monkeypatch):
     assert_png(tmp_path / "architectures.png")
 
 
-def test_default_labels_keep_the_differing_path_parts(tmp_path):
-    paths = [tmp_path / "output" / d / "DPLSearch" / "c_16shots" / "seed1" for d in ("eurosat", "dtd")]
-    assert ps.default_labels(paths) == ["eurosat", "dtd"]
-    mixed = [tmp_path / "x" / "seed1", tmp_path / "y" / "z" / "seed1"]
-    assert ps.default_labels(mixed) == ["x/seed1", "y/z/seed1"]
+FEW_SHOT = Path("output", "eurosat", "DPLSearch", "vit_b16_ep60_batch4_16shots", "seed1")
+BASE2NEW = Path("output", "base2new", "train_base", "oxford_flowers", "shots_16", "DPLSearch",
+                "vit_b16_ep20_batch4_b2n", "seed2")
+
+
+def test_search_names_follow_the_coop_layout(tmp_path):
+    assert ps.search_name(tmp_path / FEW_SHOT) == ("eurosat", "vit_b16_ep60_batch4_16shots", "seed1")
+    assert ps.search_name(tmp_path / FEW_SHOT / "arch.json") == ("eurosat", "vit_b16_ep60_batch4_16shots", "seed1")
+    assert ps.search_name(tmp_path / BASE2NEW) == ("oxford_flowers", "base2new vit_b16_ep20_batch4_b2n_16shots",
+                                                   "seed2")
+    assert ps.search_name(tmp_path / "x" / "seed1") is None
+    assert ps.search_name(tmp_path / "eurosat" / "DPL" / "vit_b16_16shots" / "seed1") is None  # not a search
+
+
+def test_compare_labels_name_dataset_config_seed(tmp_path):
+    same = [tmp_path / "output" / d / "DPLSearch" / "c_16shots" / "seed1" for d in ("eurosat", "dtd")]
+    assert ps.compare_labels(same) == (["eurosat", "dtd"], "c_16shots / seed1")
+    # Long folder names of two settings: dataset / config / seed, not the whole relative path.
+    assert ps.compare_labels([tmp_path / FEW_SHOT, tmp_path / "runs" / BASE2NEW]) == (
+        ["eurosat / vit_b16_ep60_batch4_16shots / seed1",
+         "oxford_flowers / base2new vit_b16_ep20_batch4_b2n_16shots / seed2"], "")
+    # Other paths: their last three parts.
+    mixed = [tmp_path / "a" / "x" / "seed1", tmp_path / "b" / "y" / "z" / "seed1", tmp_path / FEW_SHOT]
+    assert ps.compare_labels(mixed) == (
+        ["a/x/seed1", "y/z/seed1", "eurosat / vit_b16_ep60_batch4_16shots / seed1"], "")
+    # The same search under two roots: paths relative to their common folder keep them apart.
+    assert ps.compare_labels([tmp_path / "ours" / FEW_SHOT, tmp_path / "CoOp" / FEW_SHOT]) == (
+        [str(Path("ours") / FEW_SHOT), str(Path("CoOp") / FEW_SHOT)], "")
+
+
+def _overlap(a: Bbox, b: Bbox) -> bool:
+    """Whether two display boxes share area (touching edges do not count)."""
+    return a.x0 < b.x1 and b.x0 < a.x1 and a.y0 < b.y1 and b.y0 < a.y1
+
+
+def _suptitle(fig: Figure) -> Text:
+    return next(c for c in fig.get_children() if isinstance(c, Text) and c.get_text() == fig.get_suptitle())
+
+
+def test_compare_figure_labels_once_and_nothing_overlaps(tmp_path):
+    paths = [tmp_path / FEW_SHOT, tmp_path / BASE2NEW]
+    for seed, path in enumerate(paths):
+        make_search(path, seed=seed, text_depth=12, image_depth=12)
+    labels, shared = ps.compare_labels(paths)
+    fig = ps.compare_figure([ps.load_architecture_arg(p) for p in paths], labels, shared)
+    assert isinstance(fig.get_layout_engine(), ConstrainedLayoutEngine)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    text_ax, image_ax = [ax for ax in fig.axes if ax.get_title().endswith("(right: total)")]
+    assert [t.get_text() for t in text_ax.get_yticklabels()] == labels
+    assert [t.get_text() for t in image_ax.get_yticklabels()] == ["", ""]  # the labels are written once
+    # Each panel, with its tick labels and the totals on its right, clears the other and the title.
+    boxes = [ax.get_tightbbox(renderer) for ax in (text_ax, image_ax)]
+    assert not _overlap(*boxes)
+    title = _suptitle(fig).get_window_extent(renderer)
+    assert not any(_overlap(title, box) for box in boxes)
+    assert all(box.x0 >= 0 and box.x1 <= fig.bbox.x1 for box in boxes)  # nothing cut off at the edges
 
 
 def test_chosen_length_ties_go_to_shorter_and_mixture_is_a_softmax():
@@ -97,10 +164,68 @@ def test_chosen_length_ties_go_to_shorter_and_mixture_is_a_softmax():
     assert ps.chosen_lengths(alpha, [0, 2, 4, 6]) == (2, 0, 6)
     weights = ps.mixture_weights(alpha, temperature=2.0)
     np.testing.assert_allclose(weights.sum(axis=1), 1.0)
-    expected = np.exp(alpha[0] / 2) / np.exp(alpha[0] / 2).sum()
-    np.testing.assert_allclose(weights[0], expected)
+    # Row 0 / T = [0.5, 1.5, 1.5, 0]: exp = [1.648721, 4.481689, 4.481689, 1], sum 11.612099,
+    # weights [0.141983, 0.385950, 0.385950, 0.086117].
+    np.testing.assert_allclose(weights[0], [0.141983, 0.385950, 0.385950, 0.086117], atol=1e-6)
+    np.testing.assert_allclose(weights[1], [0.25] * 4)
     # Large alphas must not overflow.
     assert np.isfinite(ps.mixture_weights(alpha * 1e4, 1.0)).all()
+
+
+def test_mixture_figure_colours_the_deviation_from_uniform(tmp_path):
+    # softmax of [0.04, 0, 0, 0]: e^0.04 = 1.040811, sum 4.040811: 0.257575 and 0.247475 (1/K = 0.25),
+    # deviations +0.007575 and -0.002525; of [0.02, 0, 0, 0]: 0.253769 and 0.248744, deviation +0.003769.
+    write_search(tmp_path, text=[[0.04, 0, 0, 0], [0, 0.04, 0, 0], [0, 0, 0, 0.04]],
+                 image=[[0, 0, 0.02, 0], [0.02, 0, 0, 0]])
+    fig = ps.mixture_figure(*ps.load_search(tmp_path))
+    text_ax, image_ax = [ax for ax in fig.axes if ax.get_images()]
+    image = text_ax.get_images()[0]
+    np.testing.assert_allclose(image.get_array()[0], [0.007575, -0.002525, -0.002525, -0.002525], atol=1e-6)
+    # A diverging map centred at 0 (uniform), spanning the largest deviation of both towers.
+    norm = image.norm
+    assert norm.vcenter == 0 and norm.vmin == pytest.approx(-0.007575, abs=1e-6)
+    assert norm.vmax == pytest.approx(0.007575, abs=1e-6)
+    assert image_ax.get_images()[0].norm is norm
+    # Deviations below 0.01: four decimals, so 0.2576 and 0.2475 are told apart.
+    texts = [t.get_text() for t in text_ax.texts]
+    assert texts[:4] == ["0.2576", "0.2475", "0.2475", "0.2475"]
+    assert "0.2538" in [t.get_text() for t in image_ax.texts]
+    # Chosen lengths boxed where the alphas are largest.
+    assert [(round(r.get_x() + 0.5), round(r.get_y() + 0.5)) for r in text_ax.patches] == [(0, 0), (1, 1), (3, 2)]
+    # Every weight within 10% of 1/K: the reader is told the choice is a near-tie.
+    assert "near-uniform" in text_ax.get_title() and "max |w − 1/K| = 0.0076" in text_ax.get_title()
+    assert "near-ties" in fig.get_suptitle()
+
+
+def test_mixture_figure_of_a_decided_search_has_no_near_tie_note(tmp_path):
+    # softmax of [3, 0, 0, 0]: e^3 = 20.085537, sum 23.085537: 0.870048, deviation 0.620048.
+    write_search(tmp_path, text=[[3, 0, 0, 0]], image=[[0, 0, 3, 0]])
+    fig = ps.mixture_figure(*ps.load_search(tmp_path))
+    text_ax = next(ax for ax in fig.axes if ax.get_images())
+    assert text_ax.get_images()[0].norm.vmax == pytest.approx(0.620048, abs=1e-6)
+    assert text_ax.texts[0].get_text() == "0.87"  # two decimals suffice
+    assert "near" not in text_ax.get_title() and "near" not in fig.get_suptitle()
+
+
+def test_entropy_panel_has_headroom_and_its_legend_outside(tmp_path):
+    write_search(tmp_path, text=[[0.0, 0.0, 0.0, 0.0]] * 3, image=[[0.0, 0.0, 0.0, 0.0]] * 2)  # uniform: entropy log 4
+    fig = ps.evolution_figure(*ps.load_search(tmp_path))
+    ax = next(a for a in fig.axes if a.get_title().startswith("Mean per-block entropy"))
+    log_k = 1.386294  # log 4
+    bottom, top = ax.get_ylim()
+    assert bottom == 0 and top > log_k + 0.1  # the curves at log K stay off the frame
+    dashed = [line for line in ax.get_lines() if line.get_linestyle() == "--"]
+    assert len(dashed) == 1 and dashed[0].get_ydata()[0] == pytest.approx(log_k, abs=1e-6)
+    uniform = [t for t in ax.texts if t.get_text().startswith("uniform")]
+    assert len(uniform) == 1 and uniform[0].get_position()[1] == pytest.approx(log_k, abs=1e-6)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    data_area = ax.get_window_extent(renderer)
+    legend = ax.get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == ["text", "image"]
+    assert not _overlap(legend.get_window_extent(renderer), data_area)
+    label = uniform[0].get_window_extent(renderer)
+    assert data_area.y0 < label.y0 and label.y1 <= data_area.y1  # in the headroom, inside the panel
 
 
 def test_mean_entropy_bounds():
