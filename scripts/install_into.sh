@@ -2,6 +2,7 @@
 # Add DPL to an existing CoOp or MaPLe checkout, or take it out again.
 #
 # Usage: scripts/install_into.sh PATH_TO_CHECKOUT [--dry-run] [--uninstall]
+#                                 [--fix-dassl-warmup | --unfix-dassl-warmup]
 #
 # Copies into the checkout (run this script from the DPL repository, never from the host):
 #   trainers/dpl_core/, trainers/dpl_common.py, trainers/dpl_search.py, trainers/dpl.py
@@ -22,8 +23,19 @@
 # conflicts are listed.
 #
 # --dry-run prints the plan and changes nothing. --uninstall removes the listed files (files
-# edited since the install are kept, with a warning), our import line (other edits of train.py
+# edited since the install are kept, with a warning), our import lines (other edits of train.py
 # stay), folders we created once empty, and the manifest; train.py.dpl-backup is kept.
+#
+# --fix-dassl-warmup (opt-in, never applied otherwise) also repairs stock Dassl 0.6.3 on new
+# torch for the host's OWN trainers (CoOp, MaPLe, IVLP, VPT, ...), without editing Dassl: it
+# copies trainers/dpl_dassl_fix.py and adds `import trainers.dpl_dassl_fix` to train.py, right
+# after our import line. Importing it (see that file) lets Dassl's warm-up schedulers build on
+# torch >= 2.7, whose LRScheduler no longer takes `verbose` (same schedule), and, on torch >= 2.6,
+# lets Dassl's load_checkpoint unpickle its own checkpoints again (weights_only=False: load only
+# checkpoints you trust). Each part acts only on the torch versions that need it. The choice
+# is recorded in the manifest, so re-installs keep it; --unfix-dassl-warmup removes the file
+# and the line again (train.py is then byte for byte what it was before the fix), and so does
+# --uninstall. DPL's own trainers do not need the fix.
 #
 # Exit status: 0 done (or nothing to do), 1 refused or failed, 2 bad usage.
 set -euo pipefail
@@ -33,11 +45,15 @@ PROG=scripts/install_into.sh
 MANIFEST=.dpl_install_manifest
 BACKUP=train.py.dpl-backup
 MARK="# DPL: added by $PROG"
+FIX_MODULE=trainers/dpl_dassl_fix.py
+FIX_OPTION=fix-dassl-warmup  # the manifest line "option<TAB>fix-dassl-warmup" records the choice
+FIX_MARK="# DPL: Dassl fix added by $PROG --$FIX_OPTION"
+FIX_LINE="import trainers.dpl_dassl_fix  $FIX_MARK"
 # Host lines after which our import goes (its trainer imports).
 TRAINER_IMPORT='^(import[[:space:]]+trainers\.|from[[:space:]]+trainers([.[:space:]]))'
 
 usage() {
-    sed -n '2,4p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '2,5p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
     echo "See the header of $PROG for what is copied where."
 }
 
@@ -49,10 +65,18 @@ die() {
 TARGET=""
 DRY_RUN=0
 UNINSTALL=0
+FIX_REQUEST=""  # fix | unfix | empty: keep what the manifest records
 for arg in "$@"; do
     case "$arg" in
         --dry-run) DRY_RUN=1 ;;
         --uninstall) UNINSTALL=1 ;;
+        --fix-dassl-warmup | --unfix-dassl-warmup)
+            request=${arg#--}
+            request=${request%-dassl-warmup}
+            if [[ -n "$FIX_REQUEST" && "$FIX_REQUEST" != "$request" ]]; then
+                usage >&2; echo "$PROG: --fix-dassl-warmup and --unfix-dassl-warmup exclude each other" >&2; exit 2
+            fi
+            FIX_REQUEST=$request ;;
         -h | --help) usage; exit 0 ;;
         -*) usage >&2; echo "$PROG: unknown option $arg" >&2; exit 2 ;;
         *)
@@ -65,6 +89,9 @@ done
 if [[ -z "$TARGET" ]]; then
     usage >&2
     exit 2
+fi
+if ((UNINSTALL)) && [[ -n "$FIX_REQUEST" ]]; then
+    usage >&2; echo "$PROG: --uninstall takes the Dassl fix out too; give it alone" >&2; exit 2
 fi
 [[ -d "$TARGET" ]] || die "$TARGET is not a directory (expected the root of a CoOp or MaPLe checkout)"
 TARGET=$(cd "$TARGET" && pwd -P)
@@ -88,6 +115,10 @@ manifest_dir() {  # success when the manifest lists folder $1 as created by us
     [[ -f "$MANIFEST" ]] && awk -F'\t' -v p="$1" '$1 == "dir" && $2 == p { found = 1 } END { exit !found }' "$MANIFEST"
 }
 
+manifest_option() {  # success when the manifest records option $1
+    [[ -f "$MANIFEST" ]] && awk -F'\t' -v o="$1" '$1 == "option" && $2 == o { found = 1 } END { exit !found }' "$MANIFEST"
+}
+
 ours_unmodified() {  # success when $1 was installed by us and has not been edited since
     local recorded
     recorded=$(manifest_hash "$1")
@@ -105,8 +136,21 @@ remove_installed() {  # delete file $1 and Python's byte code of it (so its fold
 
 # ----- uninstall -------------------------------------------------------------------------------
 
-remove_import_line() {  # writes train.py without our marked line(s) to stdout
-    awk -v mark="$MARK" 'index($0, mark) == 0' train.py
+remove_import_line() {  # writes train.py without our marked lines to stdout
+    awk -v mark="$MARK" -v fix="$FIX_MARK" 'index($0, mark) == 0 && index($0, fix) == 0' train.py
+}
+
+our_lines() {  # our marked lines of train.py, in order
+    grep -F -e "$MARK" -e "$FIX_MARK" train.py || true
+}
+
+replace_train_py() {  # train.py gets the content of file $1, in place (keeps its mode and owner)
+    if [[ -s train.py && -n "$(tail -c 1 train.py)" ]]; then
+        # awk ended every line with a newline; the host's last line had none, so neither does ours
+        printf '%s' "$(cat -- "$1")" > train.py
+    else
+        cat -- "$1" > train.py
+    fi
 }
 
 uninstall() {
@@ -129,13 +173,13 @@ uninstall() {
             ((DRY_RUN)) || remove_installed "$path"
         fi
     done < "$MANIFEST"
-    if [[ -f train.py ]] && grep -qF -- "$MARK" train.py; then
-        say edit train.py "remove the DPL import line $(grep -nF -- "$MARK" train.py | cut -d: -f1 | paste -sd, -)"
+    if [[ -f train.py && -n "$(our_lines)" ]]; then
+        say edit train.py "remove the DPL import lines $(grep -nF -e "$MARK" -e "$FIX_MARK" train.py | cut -d: -f1 | paste -sd, -)"
         if ((!DRY_RUN)); then
             local edited
             edited=$(mktemp)
             remove_import_line > "$edited"
-            cat "$edited" > train.py  # in place: keeps the file's mode and owner
+            replace_train_py "$edited"
             rm -f "$edited"
         fi
     else
@@ -169,6 +213,9 @@ uninstall() {
 if ((UNINSTALL)); then
     uninstall
     exit 0
+fi
+if [[ "$FIX_REQUEST" == unfix && ! -f "$MANIFEST" ]]; then
+    die "no DPL install found in $TARGET (no $MANIFEST); there is no Dassl fix to take out"
 fi
 
 # ----- is this a CoOp/MaPLe checkout? ------------------------------------------------------------
@@ -216,6 +263,14 @@ plan_tree configs/trainers/DPL configs/trainers/DPL
 plan_tree scripts/dpl scripts/dpl
 plan scripts/parse_results.py scripts/dpl/parse_results.py
 plan scripts/plot_search.py scripts/dpl/plot_search.py
+
+# The Dassl fix: asked for now, or recorded by an earlier install and not taken back.
+if [[ "$FIX_REQUEST" == fix ]] || { [[ -z "$FIX_REQUEST" ]] && manifest_option "$FIX_OPTION"; }; then
+    FIX=1
+    plan "$FIX_MODULE" "$FIX_MODULE"
+else
+    FIX=0
+fi
 
 # A trainer of the host registered as DPL or DPLSearch would clash with ours in Dassl's registry.
 clashing_trainers=()
@@ -343,21 +398,23 @@ done
 
 # ----- the train.py edit ----------------------------------------------------------------------
 
-marked_lines=$(grep -cF -- "$MARK" train.py || true)
-if ((marked_lines == 1)) && grep -qxF -- "$IMPORT_LINE" train.py; then
+OUR_LINES=$IMPORT_LINE  # what train.py should hold of ours, in this order
+((!FIX)) || OUR_LINES+=$'\n'"$FIX_LINE"
+if [[ "$(our_lines)" == "$OUR_LINES" ]]; then
     IMPORT_ACTION=unchanged
-elif ((marked_lines > 0)); then
+elif [[ -n "$(our_lines)" ]]; then
     IMPORT_ACTION=update
 else
     IMPORT_ACTION=add
 fi
 
-edited_train_py() {  # train.py with exactly our import line, after the host's last trainer import
+edited_train_py() {  # train.py with exactly our lines, after the host's last trainer import
     local without last
     without=$(mktemp)
     remove_import_line > "$without"
     last=$(grep -nE "$TRAINER_IMPORT" "$without" | tail -n 1 | cut -d: -f1)
-    awk -v n="$last" -v line="$IMPORT_LINE" '{ print } NR == n { print line }' "$without"
+    # Through the environment: awk -v would read escapes and may refuse the newline between lines.
+    OUR_LINES=$OUR_LINES awk -v n="$last" '{ print } NR == n { print ENVIRON["OUR_LINES"] }' "$without"
     rm -f "$without"
 }
 
@@ -366,6 +423,7 @@ edited_train_py() {  # train.py with exactly our import line, after the host's l
 manifest_text() {
     local i d
     echo "# DPL drop-in: files installed by $PROG from $SRC (used by re-installs and --uninstall)"
+    ((!FIX)) || printf 'option\t%s\n' "$FIX_OPTION"
     for d in "${OUR_DIRS[@]+"${OUR_DIRS[@]}"}"; do
         printf 'dir\t%s\n' "$d"
     done
@@ -389,7 +447,11 @@ for i in "${!PLAN_DST[@]}"; do
 done
 [[ -z "$synthetic_skip" ]] || say skip "datasets/synthetic.py" "$synthetic_skip; use the host's datasets"
 for path in "${STALE[@]+"${STALE[@]}"}"; do
-    say remove "$path" "installed earlier, no longer shipped"
+    if [[ "$path" == "$FIX_MODULE" ]]; then
+        say remove "$path" "the Dassl fix is taken out"
+    else
+        say remove "$path" "installed earlier, no longer shipped"
+    fi
     changes=1
 done
 for path in "${STALE_KEEP[@]+"${STALE_KEEP[@]}"}"; do
@@ -397,9 +459,11 @@ for path in "${STALE_KEEP[@]+"${STALE_KEEP[@]}"}"; do
     changes=1
 done
 case "$IMPORT_ACTION" in
-    unchanged) say unchanged train.py "import line present" ;;
+    unchanged) say unchanged train.py "import lines present" ;;
     *)
-        say edit train.py "$IMPORT_ACTION line after the last trainer import: ${IMPORT_LINE%%  #*}"
+        shown=${IMPORT_LINE%%  #*}
+        ((!FIX)) || shown+="; ${FIX_LINE%%  #*}"
+        say edit train.py "$IMPORT_ACTION lines after the last trainer import: $shown"
         changes=1
         [[ -e "$BACKUP" ]] || say backup "$BACKUP" "train.py as it is now"
         ;;
@@ -435,7 +499,7 @@ if [[ "$IMPORT_ACTION" != unchanged ]]; then
     [[ -e "$BACKUP" ]] || cp -p -- train.py "$BACKUP"
     edited=$(mktemp)
     edited_train_py > "$edited"
-    cat "$edited" > train.py  # in place: keeps the file's mode and owner
+    replace_train_py "$edited"
     rm -f "$edited"
 fi
 
@@ -445,4 +509,8 @@ mv -f -- "$MANIFEST.dpl-tmp" "$MANIFEST"
 echo "Done. The host's train.py now knows the trainers DPLSearch and DPL. From $TARGET, e.g.:"
 echo "  DATA=/path/to/datasets bash scripts/dpl/few_shot.sh eurosat 1"
 echo "  python scripts/dpl/parse_results.py output"
+if ((FIX)); then
+    echo "The host's trainers run with the Dassl fix (warm-up schedulers, checkpoint loading; see $FIX_MODULE)."
+    echo "Take only the fix out with: $SRC/$PROG $TARGET --unfix-dassl-warmup"
+fi
 echo "Undo with: $SRC/$PROG $TARGET --uninstall"

@@ -27,11 +27,11 @@ def _prepend_import_path(path: Path) -> None:
     os.environ["PYTHONPATH"] = os.pathsep.join([entry, *current])
 
 
-def _activate_dassl_double() -> bool:
+def _activate_dassl_double() -> None:
     """Import Dassl, or put the double on the import paths when no Dassl is installed.
 
-    Returns True when the double is in use. A Dassl that is installed but fails to import
-    (e.g. a missing dependency) is reported rather than silently replaced by the double.
+    A Dassl that is installed but fails to import (e.g. a missing dependency) is reported rather
+    than silently replaced by the double.
     """
     try:
         importlib.import_module("dassl")
@@ -40,12 +40,12 @@ def _activate_dassl_double() -> bool:
             raise
         _prepend_import_path(DASSL_DOUBLE_DIR)
         importlib.import_module("dassl")
-        return True
-    return False
 
 
 _prepend_import_path(REPO_ROOT)
-USING_DASSL_DOUBLE: bool = _activate_dassl_double()
+_activate_dassl_double()
+# Judged by where dassl came from: a child process inherits the double through PYTHONPATH.
+USING_DASSL_DOUBLE: bool = DASSL_DOUBLE_DIR in Path(importlib.import_module("dassl").__file__).resolve().parents
 
 
 def pytest_report_header(config) -> str:

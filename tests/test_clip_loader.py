@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import clip
 import pytest
 import torch
 
 from trainers.dpl_core import clip_loader
-from trainers.dpl_core.clip_loader import CLIPLoadError, cached_checkpoint_path, load_clip
-from tiny_clip import TINY_CONFIG, make_tiny_clip, write_tiny_checkpoint
+from trainers.dpl_core.clip_loader import CLIPLoadError, cached_checkpoint_path, load_clip, published_sha256
+from trainers.dpl_core.tiny_clip import TINY_CONFIG, make_tiny_clip, write_tiny_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -43,12 +45,23 @@ def test_cache_directory_is_used_before_download(tmp_path, monkeypatch):
     expected = cached_checkpoint_path("ViT-B/32", str(tmp_path))
     assert expected.endswith("ViT-B-32.pt")
     write_tiny_checkpoint(expected, seed=1)
+    # The cached file must carry the SHA-256 of its download URL, as OpenAI's files do.
+    digest = hashlib.sha256(open(expected, "rb").read()).hexdigest()
+    monkeypatch.setitem(clip.clip._MODELS, "ViT-B/32", f"https://example.org/clip/models/{digest}/ViT-B-32.pt")
 
     def no_download(*args, **kwargs):
         raise AssertionError("must not download when the cache has the file")
 
     monkeypatch.setattr(clip.clip, "_download", no_download)
     assert_same_weights(load_clip("ViT-B/32", cache_dir=str(tmp_path)), make_tiny_clip(seed=1))
+
+
+def test_a_cached_file_that_is_not_openais_is_refused(tmp_path):
+    cached = write_tiny_checkpoint(cached_checkpoint_path("ViT-B/16", str(tmp_path)))
+    assert published_sha256("ViT-B/16") == "5806e77cd80f8b59890b7e101eabd078d9fb84e6937f9e85e4ecb61988df416f"
+    with pytest.raises(CLIPLoadError, match=r"is not OpenAI's ViT-B/16 file: its SHA-256 is .* the download URL says 5806e77cd80f8b59"):
+        load_clip("ViT-B/16", cache_dir=str(tmp_path))
+    assert_same_weights(load_clip("ViT-B/16", checkpoint=cached), make_tiny_clip(seed=0))  # named explicitly: used as it is
 
 
 def test_offline_without_file_gives_clear_error(tmp_path, monkeypatch):

@@ -10,7 +10,9 @@ argument).
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
+import math
 import os
 import re
 import shutil
@@ -21,8 +23,9 @@ from pathlib import Path
 
 import clip as openai_clip
 import pytest
+import torch
 
-from tiny_clip import write_tiny_checkpoint
+from trainers.dpl_core.tiny_clip import write_tiny_checkpoint
 
 REPO = Path(__file__).resolve().parent.parent
 INSTALLER = REPO / "scripts" / "install_into.sh"
@@ -486,3 +489,169 @@ def test_search_and_training_run_with_the_host_train_py(checkout, tmp_path):
     log = run("DPL", "configs/trainers/DPL/vit_b16_ep40_batch4.yaml", trained, "TRAINER.DPL.ARCH_FILE", str(search / "arch.json"))
     tail = log[log.rindex("Finish training"):]
     assert re.search(r"\* accuracy: [\d.]+%", tail)
+
+
+# ----- --fix-dassl-warmup: the opt-in repair of the host's own Dassl trainers ------------------
+
+FIX_MODULE = "trainers/dpl_dassl_fix.py"
+FIX_LINE = "import trainers.dpl_dassl_fix  # DPL: Dassl fix added by scripts/install_into.sh --fix-dassl-warmup"
+
+# Run from a stand-in checkout's root: imports the host's train.py (and so whatever lines the
+# installer put there), then does what a host trainer does with Dassl: builds the configured
+# schedule with a warm-up, trains 5 epochs, and after epoch 2 saves a checkpoint with
+# save_checkpoint, reads it with load_checkpoint (--eval-only) and resumes from it.
+HOST_SCHEDULE_PROBE = """
+import json, tempfile
+import torch
+import dassl.optim.lr_scheduler, dassl.utils.torchtools
+import train  # the host's train.py
+from dassl.config import get_cfg_default
+from dassl.optim import build_lr_scheduler, build_optimizer
+from dassl.utils import load_checkpoint, resume_from_checkpoint, save_checkpoint
+
+report = {
+    "warmup_base_replaced": dassl.optim.lr_scheduler._BaseWarmupScheduler.__bases__
+    != (torch.optim.lr_scheduler._LRScheduler,),
+    "load_replaced": dassl.utils.torchtools.torch is not torch,
+}
+for warmup, epochs in (("constant", 1), ("linear", 1), ("linear", 2)):
+    optim_cfg = get_cfg_default().OPTIM
+    optim_cfg.NAME, optim_cfg.LR, optim_cfg.MAX_EPOCH, optim_cfg.LR_SCHEDULER = "sgd", 0.002, 5, "cosine"
+    optim_cfg.WARMUP_EPOCH, optim_cfg.WARMUP_TYPE = epochs, warmup
+    optim_cfg.WARMUP_CONS_LR, optim_cfg.WARMUP_MIN_LR = 1e-5, 2e-5
+    model = torch.nn.Linear(4, 3)
+    key = f"{warmup}{epochs}"
+    try:
+        optim = build_optimizer(model, optim_cfg)
+        sched = build_lr_scheduler(optim, optim_cfg)
+    except Exception as error:
+        report[key] = f"{type(error).__name__}: {error}"
+        continue
+    lrs = []
+    with tempfile.TemporaryDirectory() as folder:
+        for epoch in range(5):
+            lrs.append(optim.param_groups[0]["lr"])
+            optim.step()
+            sched.step()
+            if epoch == 1:
+                state = {"state_dict": model.state_dict(), "epoch": 2, "optimizer": optim.state_dict(),
+                         "scheduler": sched.state_dict(), "val_result": 12.5}
+                save_checkpoint(state, folder, model_name="model.pth.tar-2")
+        checkpoint = load_checkpoint(folder + "/model.pth.tar-2")
+        start = resume_from_checkpoint(folder, model, build_optimizer(model, optim_cfg), build_lr_scheduler(optim, optim_cfg))
+    report[key] = {"lrs": lrs, "epoch": checkpoint["epoch"], "resumed_at": start}
+print(json.dumps(report))
+"""
+
+
+def dassl_schedule(warmup: str, warmup_epochs: int, epochs: int = 5) -> list[float]:
+    """The learning rate of each epoch under Dassl's warm-up schedulers (lr 0.002, cosine over
+    5 epochs, WARMUP_RECOUNT as by default, constant 1e-5 / linear from 2e-5), as stock Dassl
+    gives them on torch releases that still build them."""
+    rates = []
+    for epoch in range(epochs):
+        if epoch < warmup_epochs:
+            rates.append(1e-5 if warmup == "constant" else 2e-5 if epoch == 0 else 0.002 * epoch / warmup_epochs)
+        else:
+            rates.append(0.002 * 0.5 * (1 + math.cos(math.pi * (epoch - warmup_epochs) / 5)))
+    return rates
+
+
+def probe_host_schedules(checkout: Path) -> dict:
+    result = subprocess.run(
+        [sys.executable, "-c", HOST_SCHEDULE_PROBE],
+        cwd=checkout, env=_subprocess_env(), capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def torch_needs(part: str) -> bool:
+    """Whether the running torch breaks stock Dassl in ``part`` (what the fix then changes)."""
+    if part == "warmup":
+        return "verbose" not in inspect.signature(torch.optim.lr_scheduler._LRScheduler.__init__).parameters
+    major, minor = (int(n) for n in re.match(r"(\d+)\.(\d+)", torch.__version__).groups())
+    return (major, minor) >= (2, 6)
+
+
+def test_dassl_fix_is_opt_in_recorded_and_taken_out_byte_for_byte(checkout):
+    original = snapshot(checkout)
+    install(checkout)
+    plain = snapshot(checkout)
+    assert not (checkout / FIX_MODULE).exists()
+    assert "dpl_dassl_fix" not in (checkout / "train.py").read_text() and "option\t" not in (checkout / MANIFEST).read_text()
+
+    output = install(checkout, "--fix-dassl-warmup")
+    assert re.search(rf"^  add +{re.escape(FIX_MODULE)}$", output, re.M)
+    assert "--unfix-dassl-warmup" in output
+    assert (checkout / FIX_MODULE).read_bytes() == (REPO / FIX_MODULE).read_bytes()
+    lines = (checkout / "train.py").read_text().splitlines()
+    index = lines.index("import trainers.coop")
+    assert lines[index + 1].endswith(MARK) and lines[index + 2] == FIX_LINE
+    manifest = (checkout / MANIFEST).read_text().splitlines()
+    assert "option\tfix-dassl-warmup" in manifest
+    assert f"file\t{hashlib.sha256((REPO / FIX_MODULE).read_bytes()).hexdigest()}\t{FIX_MODULE}" in manifest
+    assert (checkout / BACKUP).read_bytes() == original["train.py"][0], "the backup is train.py before any install"
+
+    # A re-install (e.g. after updating DPL) keeps the recorded choice.
+    fixed = snapshot(checkout)
+    assert "Nothing to do" in install(checkout)
+    assert snapshot(checkout) == fixed
+
+    output = install(checkout, "--unfix-dassl-warmup")
+    assert re.search(rf"^  remove +{re.escape(FIX_MODULE)} +\(the Dassl fix is taken out\)", output, re.M)
+    assert snapshot(checkout) == plain, "--unfix-dassl-warmup restores the install without the fix, byte for byte"
+
+    install(checkout, "--fix-dassl-warmup")
+    install(checkout, "--uninstall")
+    restored = snapshot(checkout)
+    assert restored.pop(BACKUP) == original["train.py"]
+    assert restored == original
+
+
+def test_dassl_fix_flags_are_checked(checkout):
+    assert "exclude each other" in install(checkout, "--fix-dassl-warmup", "--unfix-dassl-warmup", expect=2)
+    assert "give it alone" in install(checkout, "--uninstall", "--fix-dassl-warmup", expect=2)
+    before = snapshot(checkout)
+    assert "no Dassl fix to take out" in install(checkout, "--unfix-dassl-warmup", expect=1)
+    output = install(checkout, "--fix-dassl-warmup", "--dry-run")
+    assert re.search(r"^  edit +train\.py .*import trainers\.dpl, trainers\.dpl_search.*; import trainers\.dpl_dassl_fix\)$", output, re.M)
+    assert snapshot(checkout) == before
+
+    # The host's own file at our path is a conflict like any other.
+    (checkout / FIX_MODULE).write_text('"""The host\'s own module."""\n')
+    assert f"{FIX_MODULE} exists and was not installed by DPL" in install(checkout, "--fix-dassl-warmup", expect=1)
+
+
+def test_train_py_without_a_final_newline_is_restored_byte_for_byte(tmp_path):
+    checkout = make_checkout(tmp_path / "CoOp", **{"train.py": "def extend_cfg(cfg):\n    pass\n\nimport trainers.coop"})
+    original = (checkout / "train.py").read_bytes()
+    install(checkout, "--fix-dassl-warmup")
+    assert (checkout / "train.py").read_text().endswith(FIX_LINE)
+    install(checkout, "--unfix-dassl-warmup")
+    assert not (checkout / "train.py").read_text().endswith("\n")
+    install(checkout, "--uninstall")
+    assert (checkout / "train.py").read_bytes() == original
+
+
+def test_dassl_fix_lets_the_host_warmup_schedule_build_load_and_resume(checkout):
+    """With Dassl (the double reproduces stock Dassl's defects, or a real install): without the
+    flag nothing of Dassl is changed; with it the host's warm-up schedules build and give Dassl's
+    rates, and their checkpoints load and resume, on this torch."""
+    write_clip_package(checkout, "coop")
+    install(checkout)
+    plain = probe_host_schedules(checkout)
+    assert not plain["warmup_base_replaced"] and not plain["load_replaced"]
+    if torch_needs("warmup"):
+        for key in ("constant1", "linear1", "linear2"):
+            assert "takes from 2 to 3 positional arguments but 4 were given" in plain[key], plain[key]
+
+    install(checkout, "--fix-dassl-warmup")
+    fixed = probe_host_schedules(checkout)
+    assert fixed["warmup_base_replaced"] == torch_needs("warmup")
+    assert fixed["load_replaced"] == torch_needs("weights_only")
+    for warmup, epochs in (("constant", 1), ("linear", 1), ("linear", 2)):
+        run = fixed[f"{warmup}{epochs}"]
+        assert isinstance(run, dict), run
+        assert run["lrs"] == pytest.approx(dassl_schedule(warmup, epochs), rel=1e-12)
+        assert run["epoch"] == 2 and run["resumed_at"] == 2

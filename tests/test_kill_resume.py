@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from test_trainers import run_args
-from tiny_clip import write_tiny_checkpoint
+from trainers.dpl_core.tiny_clip import write_tiny_checkpoint
 from trainers.dpl_core.run_folder import folder_status
 
 REPO = Path(__file__).resolve().parents[1]

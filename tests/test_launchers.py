@@ -21,7 +21,7 @@ from dassl.config import get_cfg_default
 from PIL import Image
 
 import train
-from tiny_clip import write_tiny_checkpoint
+from trainers.dpl_core.tiny_clip import write_tiny_checkpoint
 from trainers.dpl import architecture_from_cfg
 from trainers.dpl_core.architecture import uniform
 

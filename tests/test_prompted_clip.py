@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import math
+
 import clip
 import pytest
 import torch
 
-from reference_supernet import naive_encode_image, naive_encode_text
+from scripts.reference_supernet import naive_encode_image, naive_encode_text
 from trainers.dpl_core.architecture import PromptArchitecture
 from trainers.dpl_core.clip_loader import load_clip
-from trainers.dpl_core.prompted_clip import PromptedCLIP, class_chunks, run_block, tower_blocks, tower_depths, truncate_tokens
-from tiny_clip import write_tiny_checkpoint
+from trainers.dpl_core.prompted_clip import (
+    ArchitectureWeights,
+    PromptedCLIP,
+    class_chunks,
+    run_block,
+    tower_blocks,
+    tower_depths,
+    truncate_tokens,
+)
+from trainers.dpl_core.tiny_clip import write_tiny_checkpoint
 
 CLASS_PROMPTS = ["a photo of a dog.", "a photo of a red circle, a type of shape.", "cat", "a photo of a sunflower."]
 
@@ -37,9 +47,9 @@ def candidate_tensors(prompts):
     return [[prompts.candidate(b, i) for i in range(len(prompts.candidates))] for b in range(len(prompts.prompts))]
 
 
-def random_supernet(clip_model, candidates=(0, 1, 2, 3), seed=0):
+def random_supernet(clip_model, candidates=(0, 1, 2, 3), seed=0, temperature=1.0):
     torch.manual_seed(seed)
-    model = PromptedCLIP.supernet(clip_model, candidates, init_std=0.5)
+    model = PromptedCLIP.supernet(clip_model, candidates, init_std=0.5, temperature=temperature)
     with torch.no_grad():
         model.arch_weights.text.normal_()
         model.arch_weights.image.normal_()
@@ -101,17 +111,19 @@ def test_one_hot_supernet_equals_fixed_architecture(clip_model, tokens, images):
         assert not torch.allclose(fixed.encode_image(images), clip_model.encode_image(images), atol=1e-3)
 
 
-@pytest.mark.parametrize("candidates", [(0, 1, 2, 3), (0, 2, 5), (1, 3)])
-def test_one_pass_supernet_matches_naive_sum(clip_model, tokens, images, candidates):
-    supernet = random_supernet(clip_model, candidates, seed=len(candidates))
+@pytest.mark.parametrize(
+    "candidates, temperature", [((0, 1, 2, 3), 1.0), ((0, 1, 2, 3), 0.5), ((0, 2, 5), 2.0), ((1, 3), 1.0)]
+)
+def test_one_pass_supernet_matches_naive_sum(clip_model, tokens, images, candidates, temperature):
+    supernet = random_supernet(clip_model, candidates, seed=len(candidates), temperature=temperature)
     text = supernet.encode_text(truncate_tokens(tokens))
     image = supernet.encode_image(images)
-    naive_text = naive_encode_text(
-        clip_model, tokens, candidate_tensors(supernet.text_prompts), supernet.arch_weights.mixture("text")
-    )
-    naive_image = naive_encode_image(
-        clip_model, images, candidate_tensors(supernet.image_prompts), supernet.arch_weights.mixture("image")
-    )
+    # The paper's mixture, computed here rather than taken from the code under test; it keeps
+    # the alphas in the graph so that their gradients are compared too.
+    text_mixture = torch.softmax(supernet.arch_weights.text / temperature, dim=-1)
+    image_mixture = torch.softmax(supernet.arch_weights.image / temperature, dim=-1)
+    naive_text = naive_encode_text(clip_model, tokens, candidate_tensors(supernet.text_prompts), text_mixture)
+    naive_image = naive_encode_image(clip_model, images, candidate_tensors(supernet.image_prompts), image_mixture)
     torch.testing.assert_close(text, naive_text, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(image, naive_image, rtol=1e-5, atol=1e-5)
 
@@ -123,6 +135,39 @@ def test_one_pass_supernet_matches_naive_sum(clip_model, tokens, images, candida
         # float32 sums in a different order: compare relative to each gradient's scale
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4 * float(want.abs().max()))
     assert all(g.abs().sum() > 0 for g in fast[-2:]), "alphas must receive gradient"
+
+
+# Entropies worked out by hand, in nats (p = softmax(alpha / T) per block):
+#   alpha / T = [0, 0, 0]          -> p = (1/3, 1/3, 1/3): ln 3                              = 1.098612
+#   alpha / T = [ln 2, 0, 0]       -> p = (2, 1, 1) / 4 = (1/2, 1/4, 1/4):
+#                                     1/2 ln 2 + 2 * 1/4 ln 4 = 3/2 ln 2                     = 1.039721
+#   alpha / T = [2 ln 2, 0, 0]     -> p = (4, 1, 1) / 6 = (2/3, 1/6, 1/6):
+#                                     2/3 ln(3/2) + 2 * 1/6 ln 6 = 0.270310 + 0.597253       = 0.867563
+#   alpha / T = [-1e4, 0, 0]       -> p = (0, 1/2, 1/2): ln 2 (the zero term adds nothing)   = 0.693147
+#   alpha / T = [1e4, 0, 0]        -> p = (1, 0, 0): a decided block                         = 0
+LN2 = math.log(2)
+
+
+@pytest.mark.parametrize(
+    "temperature, text_alpha, image_alpha, text_entropy, image_entropy",
+    [
+        (1.0, [[0, 0, 0], [LN2, 0, 0], [-1e4, 0, 0]], [[1e4, 0, 0], [0, 0, 2 * LN2]],
+         [1.098612, 1.039721, 0.693147], [0.0, 0.867563]),
+        # alpha / T = [ln 2, 0, 0] and [0, 0, 0]; without the temperature the first would give 0.867563
+        (2.0, [[2 * LN2, 0, 0], [0, 0, 0], [0, 0, 0]], [[0, 0, 0], [0, 2 * LN2, 0]],
+         [1.039721, 1.098612, 1.098612], [1.098612, 1.039721]),
+        # alpha / T = [2 ln 2, 0, 0]; without the temperature it would give 1.039721
+        (0.5, [[LN2, 0, 0], [0, 0, 0], [0, 0, 0]], [[0, 0, 0], [0, 0, -5e3]],
+         [0.867563, 1.098612, 1.098612], [1.098612, 0.693147]),
+    ],
+)  # fmt: skip
+def test_entropy_of_the_mixture_per_block(temperature, text_alpha, image_alpha, text_entropy, image_entropy):
+    weights = ArchitectureWeights(text_depth=3, image_depth=2, num_candidates=3, temperature=temperature)
+    with torch.no_grad():
+        weights.text.copy_(torch.tensor(text_alpha))
+        weights.image.copy_(torch.tensor(image_alpha))
+    torch.testing.assert_close(weights.entropy("text"), torch.tensor(text_entropy), rtol=0, atol=1e-6)
+    torch.testing.assert_close(weights.entropy("image"), torch.tensor(image_entropy), rtol=0, atol=1e-6)
 
 
 def test_gradients_reach_prompts_and_alphas_only(clip_model, tokens, images):

@@ -76,3 +76,11 @@ def test_setup_makes_a_venv_with_requirements_and_a_local_dassl(tmp_path):
     assert where.stdout.strip() == str(dassl / "dassl" / "__init__.py")
     assert "next: source" in first.stdout
     assert run_setup(env).returncode == 0, "running it again is harmless"
+
+
+def test_the_pytest_header_says_which_dassl_is_in_use(using_dassl_double):
+    result = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "tests/test_architecture.py"],
+                            cwd=REPO, capture_output=True, text=True, timeout=300)  # fmt: skip
+    header = [line for line in result.stdout.splitlines() if line.startswith("dassl: ")]
+    expected = "dassl: the test double in " if using_dassl_double else "dassl: real Dassl "
+    assert len(header) == 1 and header[0].startswith(expected), result.stdout[:2000]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from test_trainers import run_args
-from tiny_clip import write_tiny_checkpoint
+from trainers.dpl_core.tiny_clip import write_tiny_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 LENGTHS = ("TRAINER.DPL.TEXT_LENGTHS", "[1, 1, 1]", "TRAINER.DPL.IMAGE_LENGTHS", "[1, 1]")
@@ -97,3 +97,10 @@ def test_debug_shows_the_traceback(world):
     args = dpl_args(world, "j", "TRAINER.DPL.CLIP_CHECKPOINT", "/no/such.pt", flags=("--debug",))
     result = subprocess.run([sys.executable, "train.py", *args], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert result.returncode != 0 and "Traceback" in result.stderr and "CLIPLoadError" in result.stderr
+
+
+@pytest.mark.parametrize("command", [["train.py", "--help"], ["scripts/benchmark.py", "--help"]])
+def test_no_deprecation_warning_from_the_clip_package(command):
+    result = subprocess.run([sys.executable, *command], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and "usage:" in result.stdout
+    assert "pkg_resources" not in result.stderr, result.stderr

@@ -13,7 +13,7 @@ import torch
 from dassl.engine import build_trainer
 
 import train
-from tiny_clip import write_tiny_checkpoint
+from trainers.dpl_core.tiny_clip import write_tiny_checkpoint
 from trainers.dpl_core.architecture import PromptArchitecture
 from trainers.dpl_core.config import ConfigError
 

@@ -109,8 +109,8 @@ DASSL_INPUT_SIZE = (224, 224)  # Dassl's default INPUT.SIZE, taken as "not set b
 def lr_factor(epoch: int, optim_cfg) -> float:
     """Learning-rate multiplier at ``epoch`` (0-based), as Dassl's schedulers define it.
 
-    Warm-up (``WARMUP_EPOCH`` epochs) holds ``WARMUP_CONS_LR`` (constant) or ramps linearly
-    from ``WARMUP_MIN_LR``; afterwards the main schedule runs, counted from the end of the
+    Warm-up (``WARMUP_EPOCH`` epochs) holds ``WARMUP_CONS_LR`` (constant) or, linear, starts at
+    ``WARMUP_MIN_LR`` and then takes ``LR * epoch / WARMUP_EPOCH`` (Dassl's ramp); afterwards the main schedule runs, counted from the end of the
     warm-up when ``WARMUP_RECOUNT`` is set.
     """
     base_lr = optim_cfg.LR
@@ -118,7 +118,7 @@ def lr_factor(epoch: int, optim_cfg) -> float:
     if warmup > 0 and epoch < warmup:
         if optim_cfg.WARMUP_TYPE == "constant":
             return optim_cfg.WARMUP_CONS_LR / base_lr
-        return (optim_cfg.WARMUP_MIN_LR + (base_lr - optim_cfg.WARMUP_MIN_LR) * epoch / warmup) / base_lr
+        return optim_cfg.WARMUP_MIN_LR / base_lr if epoch == 0 else epoch / warmup
     if warmup > 0 and optim_cfg.WARMUP_RECOUNT:
         epoch -= warmup
     name = optim_cfg.LR_SCHEDULER
@@ -270,7 +270,8 @@ class DPLTrainerBase(TrainerX):
         if self.precision == "amp":
             self.autocast_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
             if self.autocast_dtype == torch.float16:
-                self.scaler = torch.amp.GradScaler("cuda")
+                # torch.amp.GradScaler exists from torch 2.3; torch.cuda.amp's before.
+                self.scaler = torch.amp.GradScaler("cuda") if hasattr(torch.amp, "GradScaler") else torch.cuda.amp.GradScaler()
         return clip_model.to(self.device)
 
     def build_class_tokens(self) -> Tensor:

@@ -7,7 +7,9 @@
 # random weights written on the fly, runs the base-to-new protocol of base2new.sh with a few
 # epochs: search the prompt lengths on the base classes, train them, evaluate on the new
 # classes (--eval-only). Then prints the architecture found, the results table
-# (scripts/parse_results.py) and the search plots (scripts/plot_search.py).
+# (scripts/parse_results.py) and the search plots (scripts/plot_search.py). The tiny CLIP
+# comes from trainers/dpl_core/tiny_clip.py, so the demo also runs in a CoOp/MaPLe checkout
+# after scripts/install_into.sh (there both scripts are in scripts/dpl/).
 #
 # Random weights make every accuracy here meaningless: the demo checks that the pipeline
 # runs, not what DPL achieves. For real runs see the end of the output.
@@ -36,10 +38,14 @@ SHOTS=4
 CLIP_FILE=$(cd "$DPL_OUTPUT" && pwd)/tiny_random_clip.pt
 SEARCH_DIR=$DPL_OUTPUT/base2new/train_base/$DATASET/shots_$SHOTS/DPLSearch/vit_b16_ep20_batch4_b2n/seed$SEED
 START=$SECONDS
+# The results and plot scripts sit in scripts/ here and beside this script in a CoOp/MaPLe
+# checkout that scripts/install_into.sh installed DPL into.
+TOOLS=$DPL_SCRIPTS
+[[ -f $TOOLS/parse_results.py ]] || TOOLS=$DPL_ROOT/scripts
 
 if [[ ! -f $CLIP_FILE ]]; then
   echo "[run] writing a tiny randomly initialised CLIP to $CLIP_FILE"
-  "$PYTHON" -W "ignore:pkg_resources is deprecated:UserWarning" -c 'import sys; sys.path.insert(0, "tests"); from tiny_clip import write_tiny_checkpoint; write_tiny_checkpoint(sys.argv[1])' \
+  "$PYTHON" -W "ignore:pkg_resources is deprecated:UserWarning" -c 'import sys; from trainers.dpl_core.tiny_clip import write_tiny_checkpoint; write_tiny_checkpoint(sys.argv[1])' \
     "$CLIP_FILE.tmp"
   mv "$CLIP_FILE.tmp" "$CLIP_FILE"
 fi
@@ -66,11 +72,11 @@ echo "${arch#Searched architecture: }"
 echo "(prompt vectors per block; the tiny CLIP has 3 text and 2 image blocks, ViT-B/16 has 12 and 12)"
 echo "saved in $SEARCH_DIR/arch.json"
 
-banner "Results (scripts/parse_results.py $DPL_OUTPUT)"
-"$PYTHON" scripts/parse_results.py "$DPL_OUTPUT"
+banner "Results (${TOOLS#"$DPL_ROOT"/}/parse_results.py $DPL_OUTPUT)"
+"$PYTHON" "$TOOLS/parse_results.py" "$DPL_OUTPUT"
 
-banner "Search plots (scripts/plot_search.py)"
-"$PYTHON" scripts/plot_search.py "$SEARCH_DIR"
+banner "Search plots (${TOOLS#"$DPL_ROOT"/}/plot_search.py)"
+"$PYTHON" "$TOOLS/plot_search.py" "$SEARCH_DIR"
 
 banner "Done in $((SECONDS - START)) s"
 cat <<EOF

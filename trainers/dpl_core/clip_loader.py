@@ -3,7 +3,8 @@
 Weights are resolved in a fixed order:
 
 1. an explicit checkpoint path (a JIT archive as OpenAI ships them, or a plain state dict);
-2. the CLIP cache directory (``~/.cache/clip`` or the given one), file named as OpenAI's URL;
+2. the CLIP cache directory (``~/.cache/clip`` or the given one), file named as OpenAI's URL
+   and checked against the SHA-256 that URL carries;
 3. a download through the ``clip`` package, only if allowed and nothing local was found.
 
 The result is always a vanilla CLIP ``nn.Module`` in fp32 on the CPU, in eval mode; callers
@@ -25,6 +26,7 @@ import torch
 from torch import nn
 
 from trainers.dpl_core.architecture import ModelShape
+from trainers.dpl_core.run_folder import sha256_file
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +71,14 @@ def cached_checkpoint_path(backbone: str, cache_dir: str | None = None) -> str:
         )
     filename = os.path.basename(urllib.parse.urlparse(models[backbone]).path)
     return os.path.join(cache_dir or DEFAULT_CACHE_DIR, filename)
+
+
+def published_sha256(backbone: str) -> str | None:
+    """The SHA-256 OpenAI publishes for ``backbone``'s file: the folder name in its download URL
+    (the ``clip`` package checks downloads against it)."""
+    parts = urllib.parse.urlparse(_known_models().get(backbone, "")).path.split("/")
+    digest = parts[-2] if len(parts) >= 2 else ""
+    return digest if len(digest) == 64 and all(c in "0123456789abcdef" for c in digest) else None
 
 
 def _is_torchscript_archive(path: str) -> bool:
@@ -135,6 +145,13 @@ def resolve_checkpoint(
         return path
     path = cached_checkpoint_path(backbone, cache_dir)
     if os.path.isfile(path):
+        expected, found = published_sha256(backbone), sha256_file(path)
+        if expected and found != expected:
+            raise CLIPLoadError(
+                f"{path} is not OpenAI's {backbone} file: its SHA-256 is {found[:16]}..., the download URL says "
+                f"{expected[:16]}... (a partial download, or another file under that name). Delete it to download "
+                "again, or name it in TRAINER.DPL.CLIP_CHECKPOINT to use it as it is."
+            )
         return path
     if not download:
         raise CLIPLoadError(f"CLIP weights for {backbone} not found at {path} and downloading is disabled")

@@ -21,6 +21,9 @@ once, all candidates' prompts are projected once, and the per-candidate softmax 
 are merged (they share the scores against the real tokens and differ only in the scores
 against their own prompts).
 
+Attention runs on torch's fused ``scaled_dot_product_attention`` (torch >= 2.0) or, on older
+torch, on the same computation written out (:func:`softmax_attention`).
+
 Core module: imports only torch and clip (through the architecture dataclass, pure Python).
 """
 
@@ -40,6 +43,34 @@ from .architecture import TOWERS, PromptArchitecture
 # (the text tower's activations grow with the class count; ~8 MB per class for ViT-B/16, t=6).
 AUTO_CLASS_CHUNK = 64
 RECOMPUTE_ABOVE_CLASSES = 256
+
+
+def softmax_attention(query: Tensor, key: Tensor, value: Tensor, attn_mask: Tensor | None = None) -> Tensor:
+    """``softmax(query key^T / sqrt(dh)) value`` with a boolean mask, written out.
+
+    The same value as ``F.scaled_dot_product_attention(query, key, value, attn_mask)`` with its
+    defaults (no dropout, not causal, scale ``1 / sqrt(dh)``), the only way this module calls
+    it; torch < 2.0 has no such function. The scale goes on the queries before the product, as
+    ``nn.MultiheadAttention`` (vanilla CLIP) applies it.
+
+    Args:
+        query: ``[..., Q, dh]``.
+        key, value: ``[..., N, dh]``.
+        attn_mask: bool, broadcastable to ``[..., Q, N]``, True where a query may see a key
+            (every query sees at least one key); None = all.
+
+    Returns:
+        ``[..., Q, dh]``.
+    """
+    scores = (query * query.shape[-1] ** -0.5) @ key.transpose(-1, -2)  # [..., Q, N]
+    if attn_mask is not None:
+        scores = scores.masked_fill(~attn_mask, float("-inf"))
+    return torch.softmax(scores, dim=-1) @ value
+
+
+# Chosen once: torch's fused kernels where it has them (2.0+), else the same attention written out.
+# Every attention of this module goes through this name, so tests can swap in the fallback.
+scaled_dot_product_attention = getattr(F, "scaled_dot_product_attention", softmax_attention)
 
 
 def tower_blocks(clip_model: nn.Module, tower: str) -> nn.ModuleList:
@@ -148,14 +179,14 @@ def prompted_attention(
         k_p, v_p = (t.view(-1, heads, head_dim).transpose(0, 1) for t in (k_p, v_p))  # [H, T, dh]
 
     if not has_prompts:
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask)
+        out = scaled_dot_product_attention(q, k, v, attn_mask=key_mask)
     elif mixture is None:
         keys = torch.cat([k, k_p.expand(batch, -1, -1, -1)], dim=2)  # [B, H, N + T, dh]
         values = torch.cat([v, v_p.expand(batch, -1, -1, -1)], dim=2)
         mask = None
         if key_mask is not None:
             mask = torch.cat([key_mask, key_mask.new_ones(*key_mask.shape[:-1], k_p.shape[1])], dim=-1)
-        out = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)
+        out = scaled_dot_product_attention(q, keys, values, attn_mask=mask)
     else:
         out = _mixed_candidate_attention(q, k, v, k_p, v_p, key_mask, segments, mixture)
 

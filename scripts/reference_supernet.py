@@ -3,8 +3,10 @@
 Every candidate length runs its own full attention call through the block's own
 ``nn.MultiheadAttention`` on the literal key/value sequence of the paper
 (text: ``[SOT ; P ; x_1 .. x_{N-1}]`` with the causal mask extended to it; image: ``[x ; P]``),
-on the full 77-token context in CLIP's LND layout. The fast implementation is tested (and
-benchmarked) against this.
+on the full 77-token context in CLIP's LND layout. The mixture weights are the caller's: the
+tests compute ``softmax(alpha / T)`` themselves. The fast implementation is tested against this
+(``tests/test_prompted_clip.py``), and ``scripts/benchmark.py`` runs it as its naive way, which
+is why it lives beside the benchmark.
 """
 
 from __future__ import annotations
