@@ -16,6 +16,9 @@ import os.path as osp
 import sys
 import traceback
 
+# First: our package silences the pkg_resources deprecation warning that the clip package, and
+# Dassl's WILDS dependency (outdated), would print at import.
+import trainers.dpl_core  # noqa: F401  isort: skip
 import torch
 from dassl.config import get_cfg_default
 from dassl.engine import TRAINER_REGISTRY, build_trainer

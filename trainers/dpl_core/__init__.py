@@ -13,8 +13,9 @@ import re
 import sys
 import warnings
 
-# OpenAI's clip package imports pkg_resources, whose deprecation warning would open every command's
-# output; our modules import clip only after this package's __init__ has run.
+# OpenAI's clip package and Dassl's WILDS dependency (outdated) import pkg_resources, whose
+# deprecation warning would open every command's output; our modules import clip only after
+# this package's __init__ has run, and train.py imports this package before Dassl.
 warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
 
 # The oldest torch the model code runs on (measured; before 2.0 attention takes the written-out
