@@ -200,7 +200,7 @@ class Measurement:
     """One row: a stage, a way of computing it, a class count and a depth.
 
     ``chunk_size``, ``recompute_chunks`` and ``checkpointing`` apply to the fast ways only (the
-    reference has none of them); see :meth:`PromptedCLIP.encode_text`.
+    reference has none of them); see :meth:`PromptedCLIP.encode_text_embeddings`.
     """
 
     stage: str
@@ -407,11 +407,12 @@ def build_workload(settings: Settings, m: Measurement) -> Workload:
 
 def mean_text_length(tokens: Tensor, chunk_size: int) -> float:
     """Text positions encoded per class: chunks of length-sorted prompts are each cut after their
-    own longest prompt (see :meth:`PromptedCLIP.encode_text`); without chunks every class pays
-    for ``tokens.shape[1]``."""
+    own longest prompt (see :meth:`PromptedCLIP.encode_text_embeddings`); without chunks every
+    class pays for ``tokens.shape[1]``."""
     if not 0 < chunk_size < tokens.shape[0]:
         return float(tokens.shape[1])
-    return sum(len(index) * length for index, length in class_chunks(tokens, chunk_size)) / tokens.shape[0]
+    chunks = class_chunks(tokens.argmax(dim=-1), chunk_size)
+    return sum(len(index) * length for index, length in chunks) / tokens.shape[0]
 
 
 def _now(device: torch.device) -> float:

@@ -18,6 +18,9 @@ CoOp/MaPLe checkout; a checkout itself works too, its ``output/`` prefix is skip
 
 A method is ``<trainer>/<cfg>[/<variant>...]``, e.g. ``DPL/vit_b16_ep40_batch4`` or
 ``CoOp/vit_b16_ep50/nctx16_cscFalse_ctpend`` (CoOp's few-shot script adds the variant level).
+A DPL method's recipe (``paper`` or ``reference`` when its config is named for one, e.g.
+``DPL/vit_b16_paper_ep40_batch4``, else ``ours``) is shown in a Recipe column once a shown method
+follows a named recipe, and is in every JSON and CSV row.
 Base accuracy comes from ``test_base`` (MaPLe's reproduce scripts) when that run finished,
 otherwise from the test at the end of ``train_base``. Cross-dataset tables take the source
 accuracy from the few-shot run of the same method on ``--source-dataset``.
@@ -300,6 +303,22 @@ class Method:
         return "/".join((self.trainer, self.cfg, *self.variant))
 
 
+# The recipes shipped beside this repository's default configs (README, "Where every
+# hyper-parameter comes from"): a DPL config whose name holds one of these words between
+# underscores, e.g. vit_b16_paper_ep40_batch4. scripts/dpl/common.sh reads names by the same rule.
+RECIPES = ("paper", "reference")
+
+
+def recipe_of(method: str) -> str:
+    """The recipe of a method: ``paper`` or ``reference`` for a DPL config named for one, ``ours``
+    for any other DPL config (this repository's defaults or your own), ``""`` for other trainers."""
+    trainer, _, rest = method.partition("/")
+    if trainer != "DPL":
+        return ""
+    words = rest.split("/", 1)[0].split("_")
+    return next((recipe for recipe in RECIPES if recipe in words), "ours")
+
+
 def classify(parts: Sequence[str]) -> tuple[str, str, Method, int, str] | None:
     """Map the folders above ``seed<N>`` (relative to a root) to (setting, split, method, shots, dataset)."""
     parts = list(parts)
@@ -484,6 +503,8 @@ class Report:
         self.records: list[dict[str, Any]] = []
         self.problems: dict[Path, Problem] = {}
         self.keys = [k for k in collection.runs if k.method in self.methods]
+        # A Recipe column once a shown method follows a named recipe (otherwise every DPL row would read "ours").
+        self.show_recipes = any(recipe_of(m) in RECIPES for m in self.methods)
 
     # -- cells
 
@@ -527,8 +548,15 @@ class Report:
             text += f" ({len(s.seeds)}/{len(s.expected)})"
         return text
 
+    def method_headers(self) -> list[str]:
+        return ["Method", "Recipe"] if self.show_recipes else ["Method"]
+
+    def method_cells(self, method: str) -> list[str]:
+        return [method, recipe_of(method)] if self.show_recipes else [method]
+
     def record(self, setting: str, shots: int, dataset: str, method: str, metric: str, **values: Any) -> None:
-        row = {"setting": setting, "shots": shots, "dataset": dataset, "method": method, "metric": metric}
+        row = {"setting": setting, "shots": shots, "dataset": dataset, "method": method, "recipe": recipe_of(method),
+               "metric": metric}
         row.update({k: (round(v, 4) if isinstance(v, float) else v) for k, v in values.items()})
         self.records.append(row)
 
@@ -569,7 +597,7 @@ class Report:
                        rows: Sequence[tuple[str, str, str]], groups: Sequence[tuple[str, list[str]]],
                        methods: Sequence[str], expected: Sequence[int]) -> None:
         """``rows``: (row label, dataset, setting of its runs); ``groups``: (average label, row labels)."""
-        headers = ["Dataset", "Method", f"Accuracy (mean ± {'95% CI' if self.use_ci else 'std'})"]
+        headers = ["Dataset", *self.method_headers(), f"Accuracy (mean ± {'95% CI' if self.use_ci else 'std'})"]
         ref = self.reference if self.reference in methods else None
         if ref:
             headers.append(f"Δ vs {ref}")
@@ -587,7 +615,7 @@ class Report:
             for i, m in enumerate(methods):
                 s = cells[label, m]
                 delta = cell_delta(s, cells[label, ref]) if ref else Delta(None)
-                line = [label if i == 0 else "", m, self.fmt(s)]
+                line = [label if i == 0 else "", *self.method_cells(m), self.fmt(s)]
                 if ref:
                     line.append("ref" if m == ref else delta.text())
                 table.rows.append(line)
@@ -604,7 +632,8 @@ class Report:
                         same = all(p.same_seeds for p in pairs)
                         delta = Delta(float(np.mean([p.delta for p in pairs])),
                                       average_mark(len(pairs), len(labels), same), None, same)
-                line = [avg_label if i == 0 else "", m, self.avg_text(value, len(used), len(labels), is_partial)]
+                line = [avg_label if i == 0 else "", *self.method_cells(m),
+                        self.avg_text(value, len(used), len(labels), is_partial)]
                 if ref:
                     line.append("ref" if m == ref else delta.text())
                 table.rows.append(line)
@@ -677,7 +706,7 @@ class Report:
             methods = self.methods_with(BASE2NEW, shots)
             datasets = self.datasets_with(BASE2NEW, shots, methods)
             ref = self.reference if self.reference in methods else None
-            headers = ["Dataset", "Method", f"Base (± {spread})", f"New (± {spread})", "HM"]
+            headers = ["Dataset", *self.method_headers(), f"Base (± {spread})", f"New (± {spread})", "HM"]
             if ref:
                 headers += [f"Δ Base vs {ref}", "Δ New", "Δ HM"]
             table = Table(
@@ -700,7 +729,7 @@ class Report:
                         (base, new, _), (ref_base, ref_new, _) = trio, cells[d, ref]
                         deltas = [cell_delta(base, ref_base), cell_delta(new, ref_new),
                                   hm_delta(base, new, ref_base, ref_new)]
-                    line = [d if i == 0 else "", m, *(self.fmt(s) for s in trio)]
+                    line = [d if i == 0 else "", *self.method_cells(m), *(self.fmt(s) for s in trio)]
                     if ref:
                         line += ["ref"] * 3 if m == ref else [x.text() for x in deltas]
                     table.rows.append(line)
@@ -747,7 +776,7 @@ class Report:
                                             (harmonic_mean(base_m, new_m) - harmonic_mean(base_r, new_r),
                                              same_base and same_new))
                     ]
-            line = ["Average" if i == 0 else "", m,
+            line = ["Average" if i == 0 else "", *self.method_cells(m),
                     *(self.avg_text(v, len(used), len(datasets), p) for v, p in zip(values, partial))]
             if ref:
                 line += ["ref"] * 3 if m == ref else [x.text() for x in deltas]
@@ -775,8 +804,8 @@ def _seeds(seeds: Sequence[int]) -> str:
 
 # ----------------------------------------------------------------------------- output
 
-CSV_FIELDS = ("setting", "shots", "dataset", "method", "metric", "mean", "std", "ci95", "n_seeds", "n_expected",
-              "seeds", "values", "n_datasets", "total_datasets", "complete", "delta", "delta_seeds",
+CSV_FIELDS = ("setting", "shots", "dataset", "method", "recipe", "metric", "mean", "std", "ci95", "n_seeds",
+              "n_expected", "seeds", "values", "n_datasets", "total_datasets", "complete", "delta", "delta_seeds",
               "delta_same_seeds")
 
 

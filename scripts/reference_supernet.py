@@ -49,13 +49,21 @@ def naive_block(
 def naive_encode_text(
     clip_model: nn.Module, tokens: Tensor, prompts: Sequence[Sequence[Tensor]], weights: Sequence[Tensor]
 ) -> Tensor:
-    """Text features; ``prompts[l][c]`` is candidate c's ``[len, D]`` prompts in block l."""
-    x = clip_model.token_embedding(tokens) + clip_model.positional_embedding  # [C, 77, D]
+    """Text features of ``[C, 77]`` token ids, pooled at their EOT; ``prompts[l][c]`` is candidate
+    c's ``[len, D]`` prompts in block l."""
+    return naive_encode_text_embeddings(clip_model, clip_model.token_embedding(tokens), tokens.argmax(dim=-1), prompts, weights)
+
+
+def naive_encode_text_embeddings(
+    clip_model: nn.Module, embeddings: Tensor, pooled: Tensor, prompts: Sequence[Sequence[Tensor]], weights: Sequence[Tensor]
+) -> Tensor:
+    """Text features of ``[C, 77, D]`` token embeddings, pooled at positions ``[C]``."""
+    x = embeddings + clip_model.positional_embedding  # [C, 77, D]
     x = x.permute(1, 0, 2)  # NLD -> LND
     for block, block_prompts, block_weights in zip(clip_model.transformer.resblocks, prompts, weights):
         x = naive_block(block, x, True, block_prompts, block_weights)
     x = clip_model.ln_final(x.permute(1, 0, 2))
-    return x[torch.arange(x.shape[0]), tokens.argmax(dim=-1)] @ clip_model.text_projection
+    return x[torch.arange(x.shape[0]), pooled] @ clip_model.text_projection
 
 
 def naive_encode_image(

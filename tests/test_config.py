@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 
 import pytest
 from dassl.config import get_cfg_default
@@ -30,6 +31,15 @@ def defaults():
     return cfg
 
 
+def set_key(cfg, key: str, value) -> None:
+    """``cfg.<key> = value`` for a dotted ``key``, without yacs' type coercion (bad values pass)."""
+    *path, leaf = key.split(".")
+    node = cfg
+    for name in path:
+        node = node[name]
+    node[leaf] = value
+
+
 def test_the_defaults_and_every_shipped_yaml_are_valid():
     validate(defaults())
     for root, _, files in os.walk(os.path.join(REPO, "configs")):
@@ -39,12 +49,78 @@ def test_the_defaults_and_every_shipped_yaml_are_valid():
             validate(cfg)
 
 
+# What README's "Where every hyper-parameter comes from" says each shipped trainer config holds.
+CONFIG_VALUES = {
+    # this repository's defaults ("ours")
+    "DPLSearch/vit_b16_ep60_batch4": {"OPTIM.MAX_EPOCH": 60, "OPTIM.LR": 0.0035, "TRAINER.DPL.PREC": "fp16",
+                                      "TRAINER.DPLSEARCH.ALPHA_OPTIMIZER": "adam", "TRAINER.DPLSEARCH.ALPHA_BATCH_SIZE": 0,
+                                      "TRAINER.DPLSEARCH.MAX_LENGTH": 6},
+    "DPL/vit_b16_ep40_batch4": {"OPTIM.MAX_EPOCH": 40, "TRAINER.DPL.PREC": "fp16", "TRAINER.DPL.TEXT_INPUT": "templates"},
+    "DPLSearch/vit_b16_ep20_batch4_b2n": {"OPTIM.MAX_EPOCH": 20, "OPTIM.LR": 0.0035, "TRAINER.DPLSEARCH.MAX_LENGTH": 6},
+    "DPL/vit_b16_ep10_batch4_b2n": {"OPTIM.MAX_EPOCH": 10, "TRAINER.DPL.TEXT_INPUT": "templates"},
+    "DPLSearch/vit_b16_ep4_batch4_cross": {"OPTIM.MAX_EPOCH": 4, "TRAINER.DPLSEARCH.VAL_SOURCE": "holdout"},
+    "DPL/vit_b16_ep2_batch4_cross": {"OPTIM.MAX_EPOCH": 2, "OPTIM.LR": 0.0035},
+    # recipe "paper"
+    "DPLSearch/vit_b16_paper_ep60_batch4": {"OPTIM.MAX_EPOCH": 60, "TRAINER.DPL.PREC": "fp32",
+                                            "TRAINER.DPLSEARCH.ALPHA_OPTIMIZER": "sgd", "TRAINER.DPLSEARCH.ALPHA_LR": 0.0035,
+                                            "TRAINER.DPLSEARCH.ALPHA_MOMENTUM": 0.9, "TRAINER.DPLSEARCH.ALPHA_BATCH_SIZE": 4},
+    "DPL/vit_b16_paper_ep40_batch4": {"OPTIM.MAX_EPOCH": 40, "TRAINER.DPL.PREC": "fp32",
+                                      "TRAINER.DPL.TEXT_INPUT": "averaged_template_embeddings"},
+    # recipe "reference"
+    "DPLSearch/vit_b16_reference_ep80_batch4": {"OPTIM.MAX_EPOCH": 80, "TRAINER.DPL.PREC": "fp32",
+                                                "TRAINER.DPL.TEXT_TEMPLATES": ["a photo of a {}."],
+                                                "TRAINER.DPLSEARCH.ALPHA_OPTIMIZER": "adam",
+                                                "TRAINER.DPLSEARCH.ALPHA_BETAS": (0.5, 0.999),
+                                                "TRAINER.DPLSEARCH.ALPHA_BATCH_SIZE": 16, "TRAINER.DPLSEARCH.MAX_LENGTH": 6},
+    "DPL/vit_b16_reference_ep40_batch4": {"OPTIM.MAX_EPOCH": 40, "TRAINER.DPL.PREC": "fp32",
+                                          "TRAINER.DPL.TEXT_INPUT": "averaged_template_embeddings", "TRAINER.DPL.KD_WEIGHT": 0.0},
+    "DPLSearch/vit_b16_reference_ep20_batch4_b2n": {"OPTIM.MAX_EPOCH": 20, "OPTIM.LR": 0.0045, "TRAINER.DPL.PREC": "fp32",
+                                                    "TRAINER.DPLSEARCH.MAX_LENGTH": 4,
+                                                    "TRAINER.DPLSEARCH.ALPHA_BATCH_SIZE": 100},
+}  # fmt: skip
+
+
+def trainer_config(name: str):
+    cfg = defaults()
+    cfg.merge_from_file(os.path.join(REPO, "configs", "trainers", f"{name}.yaml"))
+    return cfg
+
+
+@pytest.mark.parametrize("name", sorted(CONFIG_VALUES))
+def test_the_recipes_hold_what_their_sources_give(name):
+    cfg = trainer_config(name)
+    for key, value in CONFIG_VALUES[name].items():
+        node = cfg
+        for part in key.split("."):
+            node = node[part]
+        assert node == value, f"{name}: {key}"
+
+
+def test_the_paper_and_reference_training_stages_are_the_same_run_settings():
+    # The paper's text and the reference code agree on every training-stage value both give.
+    assert trainer_config("DPL/vit_b16_paper_ep40_batch4") == trainer_config("DPL/vit_b16_reference_ep40_batch4")
+
+
+def test_every_value_of_the_trainer_configs_names_its_source():
+    source = re.compile(r"#\s*(paper\b|reference code \(|ours: )")
+    configs = os.path.join(REPO, "configs", "trainers")
+    for trainer in ("DPLSearch", "DPL"):
+        for name in sorted(os.listdir(os.path.join(configs, trainer))):
+            with open(os.path.join(configs, trainer, name)) as f:
+                for number, line in enumerate(f, start=1):
+                    text = line.strip()
+                    if not text or text.startswith("#") or text.endswith(":"):
+                        continue  # blank, comment or node
+                    assert source.search(line), f"{trainer}/{name}:{number} names no source: {text}"
+
+
 @pytest.mark.parametrize(
     "key, value, message",
     [
         ("TRAINER.DPL.PREC", "fp8", "TRAINER.DPL.PREC must be one of ('fp32', 'fp16', 'amp'), got 'fp8'"),
         ("TRAINER.DPL.PROMPT_INIT_STD", 0.0, "TRAINER.DPL.PROMPT_INIT_STD must be > 0, got 0.0"),
         ("TRAINER.DPL.TEXT_TEMPLATES", ["a photo"], "TRAINER.DPL.TEXT_TEMPLATES must be a non-empty list of templates"),
+        ("TRAINER.DPL.TEXT_INPUT", "ensemble", "TRAINER.DPL.TEXT_INPUT must be one of ('templates', 'averaged_template_embeddings'), got 'ensemble'"),
         ("TRAINER.DPL.CLASS_CHUNK_SIZE", -1, "TRAINER.DPL.CLASS_CHUNK_SIZE must be an integer >= 0 (0 = automatic), got -1"),
         ("TRAINER.DPL.TEXT_LENGTHS", [1, -2], "TRAINER.DPL.TEXT_LENGTHS must be a list of integers >= 0, got [1, -2]"),
         ("TRAINER.DPL.KD_WEIGHT", -0.5, "TRAINER.DPL.KD_WEIGHT must be >= 0, got -0.5"),
@@ -54,6 +130,9 @@ def test_the_defaults_and_every_shipped_yaml_are_valid():
         ("TRAINER.DPLSEARCH.ALPHA_LR", 0.0, "TRAINER.DPLSEARCH.ALPHA_LR must be > 0, got 0.0"),
         ("TRAINER.DPLSEARCH.ALPHA_BETAS", (0.5,), "TRAINER.DPLSEARCH.ALPHA_BETAS must be two numbers in [0, 1), got [0.5]"),
         ("TRAINER.DPLSEARCH.ALPHA_BETAS", (0.5, 1.0), "two numbers in [0, 1), got [0.5, 1.0]"),
+        ("TRAINER.DPLSEARCH.ALPHA_OPTIMIZER", "adamw", "TRAINER.DPLSEARCH.ALPHA_OPTIMIZER must be one of ('adam', 'sgd'), got 'adamw'"),
+        ("TRAINER.DPLSEARCH.ALPHA_MOMENTUM", 1.0, "TRAINER.DPLSEARCH.ALPHA_MOMENTUM must be in [0, 1), got 1.0"),
+        ("TRAINER.DPLSEARCH.ALPHA_BATCH_SIZE", -1, "TRAINER.DPLSEARCH.ALPHA_BATCH_SIZE must be an integer >= 0 (0 = DATALOADER.TRAIN_X.BATCH_SIZE), got -1"),
         ("TRAINER.DPLSEARCH.VAL_SOURCE", "test", "TRAINER.DPLSEARCH.VAL_SOURCE must be one of ('auto', 'val', 'holdout')"),
         ("TRAINER.DPLSEARCH.HOLDOUT_FRACTION", 1.0, "TRAINER.DPLSEARCH.HOLDOUT_FRACTION must be in (0, 1), got 1.0"),
         ("OPTIM.LR_SCHEDULER", "exp", "OPTIM.LR_SCHEDULER must be one of ('cosine', 'single_step', 'multi_step'), got 'exp'"),
@@ -61,14 +140,50 @@ def test_the_defaults_and_every_shipped_yaml_are_valid():
 )  # fmt: skip
 def test_each_bad_value_is_named_with_what_was_expected(key, value, message):
     cfg = defaults()
-    *path, leaf = key.split(".")
-    node = cfg
-    for name in path:
-        node = node[name]
-    node[leaf] = value
+    set_key(cfg, key, value)
     with pytest.raises(ConfigError) as error:
         validate(cfg)
     assert message in str(error.value)
+
+
+AVERAGED = ("TRAINER.DPL.TEXT_INPUT", "averaged_template_embeddings")
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        # The averaged input reads its own 60 templates: TEXT_TEMPLATES would be silently unread.
+        ((AVERAGED, ("TRAINER.DPL.TEXT_TEMPLATES", ["a photo of a {}.", "a sketch of a {}."])),
+         "TRAINER.DPL.TEXT_TEMPLATES must be left at its default ['a photo of a {}.'] with TEXT_INPUT "
+         "'averaged_template_embeddings' (which averages the 60 templates of trainers/dpl_core/templates.py), "
+         "got ['a photo of a {}.', 'a sketch of a {}.']"),
+        ((AVERAGED, ("TRAINER.DPL.TEXT_TEMPLATES", ["a sketch of a {}."])),
+         "TRAINER.DPL.TEXT_TEMPLATES must be left at its default"),
+        ((AVERAGED, ("TRAINER.DPL.KD_WEIGHT", 1.0)),
+         "TRAINER.DPL.KD_WEIGHT must be 0 with TEXT_INPUT 'averaged_template_embeddings'"),
+        ((("TRAINER.DPLSEARCH.ALPHA_OPTIMIZER", "sgd"), ("TRAINER.DPLSEARCH.ALPHA_BETAS", (0.9, 0.99))),
+         "TRAINER.DPLSEARCH.ALPHA_BETAS must be left at its default [0.5, 0.999] with ALPHA_OPTIMIZER 'sgd' "
+         "(it is not read), got [0.9, 0.99]"),
+        ((("TRAINER.DPLSEARCH.ALPHA_MOMENTUM", 0.5),),
+         "TRAINER.DPLSEARCH.ALPHA_MOMENTUM must be left at its default 0.9 with ALPHA_OPTIMIZER 'adam' "
+         "(it is not read), got 0.5"),
+    ],
+)  # fmt: skip
+def test_keys_the_other_setting_would_leave_unread_are_refused(settings, message):
+    cfg = defaults()
+    for key, value in settings:
+        set_key(cfg, key, value)
+    with pytest.raises(ConfigError) as error:
+        validate(cfg)
+    assert message in str(error.value)
+
+
+def test_averaged_input_and_sgd_alphas_are_valid_with_their_keys_at_the_defaults():
+    cfg = defaults()
+    cfg.TRAINER.DPL.TEXT_INPUT = "averaged_template_embeddings"
+    cfg.TRAINER.DPLSEARCH.ALPHA_OPTIMIZER, cfg.TRAINER.DPLSEARCH.ALPHA_MOMENTUM = "sgd", 0.5
+    cfg.TRAINER.DPLSEARCH.ALPHA_BATCH_SIZE = 16
+    validate(cfg)
 
 
 def test_every_problem_is_listed_at_once():

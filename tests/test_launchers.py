@@ -71,6 +71,14 @@ def launch(script: str, *args: str, env: dict[str, str | None], cwd: Path, scrip
         ("cross_dataset.sh", ["1"], {"DPL_TARGET_DATASETS": "caltech101 nope"}, "unknown dataset 'nope'"),
         ("manual.sh", ["eurosat", "1", "vpt"], {}, r"unknown preset 'vpt'.*known presets: ivlp_2ctx_depth9 .*vpt_8ctx_depth12_image"),
         ("few_shot_all.sh", ["1 x"], {}, "SEED must be an integer"),
+        ("few_shot.sh", ["eurosat", "1", "16", "vit_b16_paper_ep60_batch4"], {},
+         "SEARCH_CFG 'vit_b16_paper_ep60_batch4' follows recipe 'paper' but TRAIN_CFG 'vit_b16_ep40_batch4' follows 'ours'"),
+        ("base2new.sh", ["eurosat", "1", "16", "vit_b16_ep20_batch4_b2n", "vit_b16_reference_ep40_batch4"], {},
+         "follows recipe 'ours' but TRAIN_CFG 'vit_b16_reference_ep40_batch4' follows 'reference'"),
+        ("cross_dataset.sh", ["1", "16", "vit_b16_reference_ep80_batch4", "vit_b16_paper_ep40_batch4"], {},
+         "follows recipe 'reference' but TRAIN_CFG 'vit_b16_paper_ep40_batch4' follows 'paper'"),
+        ("few_shot_all.sh", ["1", "16", "vit_b16_paper_ep60_batch4", "vit_b16_reference_ep40_batch4"], {},
+         "follows recipe 'paper' but TRAIN_CFG 'vit_b16_reference_ep40_batch4' follows 'reference'"),
         ("demo.sh", ["eurosat"], {}, "takes no arguments"),
     ],
 )  # fmt: skip
@@ -251,6 +259,37 @@ def test_launchers_build_coop_command_lines_skip_finished_and_resume_unfinished_
     assert trained == sorted(f"output/{d}/DPL/vit_b16_ep40_batch4_{k}shots/seed{s}"
                              for d in ("caltech101", "dtd") for k in (1, 8) for s in (1, 2))  # fmt: skip
     assert len(new) == 16
+
+
+def test_recipes_are_launched_by_config_name_into_folders_of_their_own(tmp_path, checkout):
+    calls = tmp_path / "calls.jsonl"
+    env = {"DATA": str(tmp_path / "data"), "FAKE_CALLS": str(calls), "DPL_OUTPUT": None}
+    scripts = checkout / "scripts" / "dpl"
+    recipes = {"paper": ("vit_b16_paper_ep60_batch4", "vit_b16_paper_ep40_batch4"),
+               "reference": ("vit_b16_reference_ep80_batch4", "vit_b16_reference_ep40_batch4"),
+               "ours": ("vit_b16_ep60_batch4", "vit_b16_ep40_batch4")}  # fmt: skip
+    for search_cfg, train_cfg in recipes.values():
+        launch("few_shot.sh", "eurosat", "1", "16", search_cfg, train_cfg, env=env, cwd=tmp_path, scripts=scripts)
+    launch("base2new.sh", "dtd", "1", "16", "vit_b16_reference_ep20_batch4_b2n", "vit_b16_reference_ep40_batch4",
+           env=env, cwd=tmp_path, scripts=scripts)  # fmt: skip
+    launch("few_shot_all.sh", "2", "4", *recipes["paper"], env={**env, "DPL_DATASETS": "dtd"}, cwd=tmp_path, scripts=scripts)
+
+    runs = [(c["argv"][1], c["argv"][c["argv"].index("--config-file") + 1]) for c in recorded_calls(calls)]
+    expected = []
+    for search_cfg, train_cfg in recipes.values():
+        expected += [(f"output/eurosat/DPLSearch/{search_cfg}_16shots/seed1", f"configs/trainers/DPLSearch/{search_cfg}.yaml"),
+                     (f"output/eurosat/DPL/{train_cfg}_16shots/seed1", f"configs/trainers/DPL/{train_cfg}.yaml")]  # fmt: skip
+    b2n = "output/base2new/{}/dtd/shots_16/{}/{}/seed1"
+    expected += [
+        (b2n.format("train_base", "DPLSearch", "vit_b16_reference_ep20_batch4_b2n"),
+         "configs/trainers/DPLSearch/vit_b16_reference_ep20_batch4_b2n.yaml"),
+        (b2n.format("train_base", "DPL", "vit_b16_reference_ep40_batch4"), "configs/trainers/DPL/vit_b16_reference_ep40_batch4.yaml"),
+        (b2n.format("test_new", "DPL", "vit_b16_reference_ep40_batch4"), "configs/trainers/DPL/vit_b16_reference_ep40_batch4.yaml"),
+        ("output/dtd/DPLSearch/vit_b16_paper_ep60_batch4_4shots/seed2", "configs/trainers/DPLSearch/vit_b16_paper_ep60_batch4.yaml"),
+        ("output/dtd/DPL/vit_b16_paper_ep40_batch4_4shots/seed2", "configs/trainers/DPL/vit_b16_paper_ep40_batch4.yaml"),
+    ]  # fmt: skip
+    assert runs == expected
+    assert len({folder for folder, _ in runs}) == len(runs), "every recipe and stage has a folder of its own"
 
 
 # ============================================================================ slow tests

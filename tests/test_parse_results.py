@@ -6,6 +6,7 @@ import csv
 import json
 import logging
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -217,6 +218,33 @@ def test_fewshot_mean_std_average_and_delta(tmp_path, capsys):
     assert avg["delta"] == pytest.approx((82.0 + 62.0) / 2 - (72.0 + 56.0) / 2)
     assert "82.00 ± 2.00" in out and "+10.00" in out
     assert "(2/3)" not in out
+
+
+def test_recipes_are_named_in_a_column_and_in_every_row(tmp_path, capsys):
+    root = tmp_path / "output"
+    cfgs = {"vit_b16_ep40_batch4": 70.0, "vit_b16_paper_ep40_batch4": 72.0, "vit_b16_reference_ep40_batch4": 74.0}
+    for cfg, acc in cfgs.items():
+        write_train_log(fewshot_dir(root, "eurosat", "DPL", cfg, 1), acc)
+        write_train_log(b2n_dir(root, "train_base", "eurosat", "DPL", cfg, 1), acc)
+        write_eval_log(b2n_dir(root, "test_new", "eurosat", "DPL", cfg, 1), acc - 10)
+    write_train_log(fewshot_dir(root, "eurosat", "MaPLe", "vit_b16_c2_ep5", 1), 71.0)
+    data, out = run([str(root)], tmp_path, capsys)
+    recipes = {"DPL/vit_b16_ep40_batch4": "ours", "DPL/vit_b16_paper_ep40_batch4": "paper",
+               "DPL/vit_b16_reference_ep40_batch4": "reference", "MaPLe/vit_b16_c2_ep5": ""}  # fmt: skip
+    for method, recipe in recipes.items():
+        assert row(data, "eurosat", method, setting="fewshot")["recipe"] == recipe
+        if method.startswith("DPL/"):
+            assert row(data, "eurosat", method, "hm")["recipe"] == recipe
+    lines = out.splitlines()
+    assert re.search(r"^\| Dataset +\| Method +\| Recipe +\| Accuracy", out, re.M)
+    assert re.search(r"^\| Dataset +\| Method +\| Recipe +\| Base", out, re.M)
+    assert any(re.search(r"\| DPL/vit_b16_paper_ep40_batch4 +\| paper +\| 72\.00 +\|", line) for line in lines)
+    assert any(re.search(r"\| DPL/vit_b16_reference_ep40_batch4 +\| reference +\| 74\.00 +\| 64\.00 +\|", line) for line in lines)
+    assert any(re.search(r"\| MaPLe/vit_b16_c2_ep5 +\| +\| 71\.00 +\|", line) for line in lines)
+
+    # Without a named recipe among the shown methods the tables stay as they were.
+    data, out = run([str(root), "--methods", "DPL/vit_b16_ep40_batch4", "MaPLe"], tmp_path, capsys)
+    assert "Recipe" not in out and row(data, "eurosat", "DPL/vit_b16_ep40_batch4", setting="fewshot")["recipe"] == "ours"
 
 
 def test_fewshot_ci_switch(tmp_path, capsys):

@@ -2,24 +2,27 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 
 import clip
 import pytest
 import torch
 
-from scripts.reference_supernet import naive_encode_image, naive_encode_text
+from scripts.reference_supernet import naive_encode_image, naive_encode_text, naive_encode_text_embeddings
 from trainers.dpl_core.architecture import PromptArchitecture
 from trainers.dpl_core.clip_loader import load_clip
 from trainers.dpl_core.prompted_clip import (
     ArchitectureWeights,
     PromptedCLIP,
+    averaged_template_embeddings,
     class_chunks,
     run_block,
     tower_blocks,
     tower_depths,
     truncate_tokens,
 )
+from trainers.dpl_core.templates import AVERAGED_EMBEDDING_TEMPLATES
 from trainers.dpl_core.tiny_clip import write_tiny_checkpoint
 
 CLASS_PROMPTS = ["a photo of a dog.", "a photo of a red circle, a type of shape.", "cat", "a photo of a sunflower."]
@@ -79,13 +82,84 @@ def test_truncate_tokens_keeps_every_eot(tokens):
 
 
 def test_class_chunks_cover_every_row_once_sorted_and_cut_after_their_own_eot(tokens):
-    chunks = class_chunks(tokens, 3)
+    chunks = class_chunks(tokens.argmax(dim=-1), 3)
     assert [len(index) for index, _ in chunks] == [3, 1]
     order = torch.cat([index for index, _ in chunks])
     assert sorted(order.tolist()) == list(range(len(CLASS_PROMPTS)))
     ends = tokens.argmax(dim=-1) + 1
     assert [length for _, length in chunks] == [int(ends[index].max()) for index, _ in chunks]
     assert ends[order].tolist() == sorted(ends.tolist())
+
+
+# ----- the reference implementation's averaged-template text input (TEXT_INPUT averaged_template_embeddings)
+
+# Class names of different token lengths; the last one makes the longest templates reach far
+# beyond the last template's end of text.
+AVERAGED_CLASS_NAMES = ["dog", "red circle", "sunflower", "a very long and complicated name of a class"]
+
+
+def test_the_averaged_templates_are_the_reference_codes_list():
+    """The list of the reference's trainers/imagenet_templates.py (IMAGENET_TEMPLATES, commit
+    9a958e8), in its order: the SHA-256 of the templates joined by newlines."""
+    joined = "\n".join(AVERAGED_EMBEDDING_TEMPLATES).encode()
+    assert hashlib.sha256(joined).hexdigest() == "dc3398ed3ffc7c259342582bc0f36d7ac66c4dee17981a37b77b0fc9c23d4f72"
+    assert len(AVERAGED_EMBEDDING_TEMPLATES) == 60 and AVERAGED_EMBEDDING_TEMPLATES[-1] == "itap of the {}."
+
+
+def literal_averaged_input(clip_model, names):
+    """The reference's "ensemble" input written out: per template, the token embeddings of its
+    class prompts on the full context; their mean over templates; the last template's EOT."""
+    per_template = []
+    for template in AVERAGED_EMBEDDING_TEMPLATES:
+        tokens = clip.tokenize([template.replace("{}", name) for name in names])  # [classes, 77]
+        per_template.append(clip_model.token_embedding(tokens))  # [classes, 77, width]
+    return torch.stack(per_template, dim=1).mean(dim=1), tokens.argmax(dim=-1)  # tokens: the last template's
+
+
+def test_averaged_template_input_without_prompts_is_clip_on_the_averaged_embeddings(clip_model):
+    names = AVERAGED_CLASS_NAMES
+    with torch.no_grad():
+        embeddings, pooled = literal_averaged_input(clip_model, names)
+        # Vanilla CLIP's own transformer, ln_final and text_projection on all 77 positions.
+        x = (embeddings + clip_model.positional_embedding).permute(1, 0, 2)  # NLD -> LND
+        x = clip_model.ln_final(clip_model.transformer(x).permute(1, 0, 2))
+        expected = x[torch.arange(len(names)), pooled] @ clip_model.text_projection
+
+        ours, our_pooled = averaged_template_embeddings(
+            clip_model.token_embedding, (clip.tokenize([t.format(n) for n in names]) for t in AVERAGED_EMBEDDING_TEMPLATES)
+        )
+        assert torch.equal(our_pooled, pooled)
+        assert ours.shape[1] == int(pooled.max()) + 1
+        longest = max(int(clip.tokenize([t.format(n) for n in names]).argmax(-1).max()) for t in AVERAGED_EMBEDDING_TEMPLATES)
+        assert longest > int(pooled.max()), "other templates reach beyond the cut: the cut is tested"
+        torch.testing.assert_close(ours, embeddings[:, : ours.shape[1]], rtol=0, atol=1e-6)
+
+        text_depth, image_depth = tower_depths(clip_model)
+        model = PromptedCLIP.fixed(clip_model, PromptArchitecture((0,) * text_depth, (0,) * image_depth, candidates=(0,)))
+        for chunk_size in (0, 1, 3):
+            torch.testing.assert_close(model.encode_text_embeddings(ours, pooled, chunk_size), expected, rtol=1e-5, atol=1e-5)
+        # The average matters: CLIP on the last template alone gives other features.
+        assert not torch.allclose(expected, clip_model.encode_text(clip.tokenize([f"itap of the {n}." for n in names])), atol=1e-3)
+
+
+def test_averaged_template_input_through_the_supernet_matches_the_naive_reference(clip_model):
+    names = AVERAGED_CLASS_NAMES
+    supernet = random_supernet(clip_model, seed=3)
+    with torch.no_grad():
+        full, pooled = literal_averaged_input(clip_model, names)
+    text_mixture = torch.softmax(supernet.arch_weights.text, dim=-1)
+    naive = naive_encode_text_embeddings(clip_model, full, pooled, candidate_tensors(supernet.text_prompts), text_mixture)
+    cut = full[:, : int(pooled.max()) + 1]  # what averaged_template_embeddings returns (tested above)
+    weights = torch.randn(naive.shape, generator=torch.Generator().manual_seed(0))
+    params = list(supernet.text_prompts.parameters()) + [supernet.arch_weights.text]
+    want = torch.autograd.grad((naive * weights).sum(), params)
+    for chunk_size, recompute in ((0, False), (3, False), (1, True)):
+        fast = supernet.encode_text_embeddings(cut, pooled, chunk_size, recompute)
+        torch.testing.assert_close(fast, naive.detach(), rtol=1e-5, atol=1e-5)
+        got = torch.autograd.grad((fast * weights).sum(), params)
+        for g, w in zip(got, want):
+            # float32 sums in a different order: compare relative to each gradient's scale
+            torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-4 * float(w.abs().max()))
 
 
 def test_one_hot_supernet_equals_fixed_architecture(clip_model, tokens, images):

@@ -10,7 +10,9 @@ import sys
 
 import pytest
 import torch
+import torch.nn.functional as F
 from dassl.engine import build_trainer
+from test_prompted_clip import literal_averaged_input
 
 import train
 from trainers.dpl_core.tiny_clip import write_tiny_checkpoint
@@ -118,6 +120,56 @@ def test_interrupted_search_resumes_with_exact_alphas(tmp_path, data_root, tiny_
     history = [json.loads(line)["epoch"] for line in (out / "alpha_history.jsonl").read_text().splitlines()]
     assert history == [1, 2, 3]
     assert (out / "arch.json").exists()
+
+
+def test_search_with_sgd_alphas_and_its_own_alpha_batch_size(tmp_path, data_root, tiny_checkpoint):
+    default = make_trainer(run_args("DPLSearch", tmp_path / "adam", data_root, tiny_checkpoint))
+    adam = default._optims["arch_weights"]
+    assert isinstance(adam, torch.optim.Adam) and adam.defaults["betas"] == (0.5, 0.999)
+    assert len(default.next_arch_batch()["img"]) == default.cfg.DATALOADER.TRAIN_X.BATCH_SIZE == 4
+
+    trainer = make_trainer(run_args("DPLSearch", tmp_path / "sgd", data_root, tiny_checkpoint,
+                                    "TRAINER.DPLSEARCH.ALPHA_OPTIMIZER", "sgd", "TRAINER.DPLSEARCH.ALPHA_LR", "0.5",
+                                    "TRAINER.DPLSEARCH.ALPHA_BATCH_SIZE", "3"))  # fmt: skip
+    sgd = trainer._optims["arch_weights"]
+    assert isinstance(sgd, torch.optim.SGD)
+    assert (sgd.defaults["lr"], sgd.defaults["momentum"], sgd.defaults["weight_decay"]) == (0.5, 0.9, 0.0)
+    assert len(trainer.next_arch_batch()["img"]) == 3
+    trainer.arch_batches_drawn, trainer._arch_batches = 0, None
+
+    # One alpha step by hand: SGD's first step is alpha - lr * grad (the momentum buffer starts at the gradient).
+    batch = trainer.next_arch_batch()
+    trainer.arch_batches_drawn, trainer._arch_batches = 0, None
+    images, labels = trainer.parse_batch_train(batch)
+    weights = trainer.model.arch_weights
+    grads = torch.autograd.grad(F.cross_entropy(trainer.class_logits(images), labels), [weights.text, weights.image])
+    expected = [(p - 0.5 * g).detach() for p, g in zip((weights.text, weights.image), grads)]
+    trainer.batch_idx, trainer.num_batches = 0, 2
+    trainer.forward_backward(next(iter(trainer.train_loader_x)))
+    torch.testing.assert_close(weights.text.detach(), expected[0], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(weights.image.detach(), expected[1], rtol=1e-5, atol=1e-6)
+    assert "momentum_buffer" in sgd.state[weights.text]
+
+
+def test_training_reads_the_averaged_template_embeddings(tmp_path, data_root, tiny_checkpoint, capsys):
+    out = tmp_path / "train"
+    trainer = make_trainer(run_args("DPL", out, data_root, tiny_checkpoint, "TRAINER.DPL.TEXT_INPUT",
+                                    "averaged_template_embeddings", "TRAINER.DPL.TEXT_LENGTHS", "[1, 0, 2]",
+                                    "TRAINER.DPL.IMAGE_LENGTHS", "[1, 1]"))  # fmt: skip
+    assert trainer.class_tokens is None
+    names = [name.replace("_", " ") for name in trainer.dm.dataset.classnames]
+    with torch.no_grad():
+        full, pooled = literal_averaged_input(trainer.model.clip_model, names)
+    assert torch.equal(trainer.class_pooled, pooled)
+    torch.testing.assert_close(trainer.class_embeddings, full[:, : int(pooled.max()) + 1], rtol=0, atol=1e-6)
+    with torch.no_grad():
+        torch.testing.assert_close(trainer.encode_classes(),
+                                   trainer.model.encode_text_embeddings(trainer.class_embeddings, pooled), rtol=1e-5, atol=1e-5)  # fmt: skip
+    trainer.train()
+    assert "pooled at the last template's end of text" in capsys.readouterr().out
+    record = json.loads((out / "run.json").read_text())
+    assert record["config"]["TRAINER.DPL.TEXT_INPUT"] == "averaged_template_embeddings", "part of the run's identity"
+    assert json.loads((out / "result.json").read_text())["accuracy"] is not None
 
 
 def test_interrupted_training_resumes_from_last_checkpoint(tmp_path, data_root, tiny_checkpoint, capsys):

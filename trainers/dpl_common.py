@@ -1,6 +1,6 @@
 """Trainer code shared by ``DPLSearch`` and ``DPL``: the Dassl side of the project.
 
-Both trainers load CLIP, tokenise the class prompts once, run in the configured precision,
+Both trainers load CLIP, build the text tower's class input once, run in the configured precision,
 compute text features once per evaluation, and save only learned tensors. Two defects of
 stock Dassl 0.6.3 on torch 2.x are avoided here without patching Dassl, so other trainers
 of a host checkout behave as before:
@@ -58,8 +58,10 @@ from trainers.dpl_core.prompted_clip import (
     AUTO_CLASS_CHUNK,
     RECOMPUTE_ABOVE_CLASSES,
     PromptedCLIP,
+    averaged_template_embeddings,
     truncate_tokens,
 )
+from trainers.dpl_core.templates import AVERAGED_EMBEDDING_TEMPLATES
 
 # Our keys join Dassl's defaults on import, so a host checkout's train.py can merge our yaml
 # files without editing its extend_cfg; keys the host defines are left untouched.
@@ -274,24 +276,43 @@ class DPLTrainerBase(TrainerX):
                 self.scaler = torch.amp.GradScaler("cuda") if hasattr(torch.amp, "GradScaler") else torch.cuda.amp.GradScaler()
         return clip_model.to(self.device)
 
-    def build_class_tokens(self) -> Tensor:
-        """``[templates, classes, n]`` token ids of the class prompts, cut after the last EOT."""
+    def build_class_inputs(self) -> None:
+        """What the text tower reads for every class, built once (``TRAINER.DPL.TEXT_INPUT``).
+
+        * ``templates``: ``self.class_tokens``, ``[templates, classes, n]`` token ids of the
+          ``TEXT_TEMPLATES`` prompts, cut after the last EOT.
+        * ``averaged_template_embeddings``: ``self.class_embeddings``, ``[classes, n, width]``, the
+          token embeddings of the 60 templates of ``dpl_core/templates.py`` averaged position by
+          position, and ``self.class_pooled``, ``[classes]``, the last template's EOT positions,
+          where the features are pooled (the reference implementation's training-stage input).
+        """
         names = [name.replace("_", " ") for name in self.dm.dataset.classnames]
+        self.class_tokens = self.class_embeddings = self.class_pooled = None
+        if self.cfg.TRAINER.DPL.TEXT_INPUT == "averaged_template_embeddings":
+            token_embedding = self.model.clip_model.token_embedding
+            with torch.no_grad():
+                self.class_embeddings, self.class_pooled = averaged_template_embeddings(
+                    token_embedding,
+                    (clip.tokenize([t.format(name) for name in names]).to(self.device) for t in AVERAGED_EMBEDDING_TEMPLATES),
+                )
+            print(f"Text input: the token embeddings of {len(AVERAGED_EMBEDDING_TEMPLATES)} templates averaged per class, "
+                  "pooled at the last template's end of text (TRAINER.DPL.TEXT_INPUT averaged_template_embeddings)")  # fmt: skip
+            return
         templates = list(self.cfg.TRAINER.DPL.TEXT_TEMPLATES)
         tokens = torch.stack([clip.tokenize([t.format(name) for name in names]) for t in templates])
         length = truncate_tokens(tokens.flatten(0, 1)).shape[1]
-        return tokens[:, :, :length].to(self.device)
+        self.class_tokens = tokens[:, :, :length].to(self.device)
 
     def setup_model(self, model: PromptedCLIP) -> None:
-        """Place the model, tokenise the classes, pick the class chunk size, and register the
+        """Place the model, build the classes' text input, pick the class chunk size, and register the
         prompts of both towers as ``prompt_learner`` with Dassl's optimizer and our schedule."""
         self.model = model.to(self.device)
         prompts = nn.ModuleDict({"text": model.text_prompts, "image": model.image_prompts})
         self.register_model("prompt_learner", prompts, *self.build_optim_sched(prompts))
-        self.class_tokens = self.build_class_tokens()
+        self.build_class_inputs()
         chunk = self.cfg.TRAINER.DPL.CLASS_CHUNK_SIZE
         self.class_chunk_size = chunk if chunk > 0 else AUTO_CLASS_CHUNK
-        self.recompute_chunks = self.class_tokens.shape[1] > RECOMPUTE_ABOVE_CLASSES
+        self.recompute_chunks = len(self.dm.dataset.classnames) > RECOMPUTE_ABOVE_CLASSES
         self._eval_text_features = None
         self.training_run = False  # set by before_train; load_model and test tell evaluations by it
         learned = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -304,8 +325,13 @@ class DPLTrainerBase(TrainerX):
         return torch.autocast(self.device.type, dtype=self.autocast_dtype)
 
     def encode_classes(self, model: PromptedCLIP | None = None) -> Tensor:
-        """``[classes, embed_dim]`` class features; several templates are averaged after normalising."""
+        """``[classes, embed_dim]`` class features of :meth:`build_class_inputs`' input; several
+        templates are averaged after normalising."""
         model = model or self.model
+        if self.class_embeddings is not None:
+            return model.encode_text_embeddings(
+                self.class_embeddings, self.class_pooled, self.class_chunk_size, self.recompute_chunks
+            )
         features = [
             model.encode_text(tokens, self.class_chunk_size, self.recompute_chunks) for tokens in self.class_tokens
         ]

@@ -1,7 +1,7 @@
 """``DPLSearch``: differentiable search over per-block prompt lengths (first-order DARTS).
 
-Every iteration takes an alpha step on a validation batch (Adam on the architecture weights
-only), then a prompt step on the training batch (Dassl's optimizer and schedule on the
+Every iteration takes an alpha step on a validation batch (Adam or SGD on the architecture
+weights only), then a prompt step on the training batch (Dassl's optimizer and schedule on the
 candidate prompts only). Validation batches come from an endless shuffled sequence with its
 own generator whose position is checkpointed, so a resumed search draws what an uninterrupted
 one would. After each epoch the decoded architecture and per-block mixture
@@ -85,6 +85,18 @@ class EndlessShuffledBatches(torch.utils.data.Sampler):
             index += 1
 
 
+def build_alpha_optimizer(weights: torch.nn.Module, search) -> torch.optim.Optimizer:
+    """The alphas' optimizer from ``TRAINER.DPLSEARCH`` (no schedule): Adam, as the reference
+    implementation, or SGD, as the paper's text says."""
+    if search.ALPHA_OPTIMIZER == "sgd":
+        return torch.optim.SGD(
+            weights.parameters(), lr=search.ALPHA_LR, momentum=search.ALPHA_MOMENTUM, weight_decay=search.ALPHA_WEIGHT_DECAY
+        )
+    return torch.optim.Adam(
+        weights.parameters(), lr=search.ALPHA_LR, betas=tuple(search.ALPHA_BETAS), weight_decay=search.ALPHA_WEIGHT_DECAY
+    )
+
+
 @TRAINER_REGISTRY.register()
 class DPLSearch(DPLTrainerBase):
     """Search stage of DPL: learns candidate prompts and architecture weights of both towers."""
@@ -133,9 +145,8 @@ class DPLSearch(DPLTrainerBase):
         """The next validation batch of the alpha step (see :class:`EndlessShuffledBatches`)."""
         if self._arch_batches is None:
             cfg = self.cfg
-            sampler = EndlessShuffledBatches(
-                len(self.arch_data), cfg.DATALOADER.TRAIN_X.BATCH_SIZE, self.arch_batch_seed, self.arch_batches_drawn
-            )
+            batch_size = cfg.TRAINER.DPLSEARCH.ALPHA_BATCH_SIZE or cfg.DATALOADER.TRAIN_X.BATCH_SIZE
+            sampler = EndlessShuffledBatches(len(self.arch_data), batch_size, self.arch_batch_seed, self.arch_batches_drawn)
             loader = torch.utils.data.DataLoader(
                 NamedImageErrors(cfg, self.arch_data, transform=build_transform(cfg, is_train=False), is_train=False),
                 batch_sampler=sampler,
@@ -169,13 +180,7 @@ class DPLSearch(DPLTrainerBase):
             activation_checkpointing=cfg.TRAINER.DPL.ACTIVATION_CHECKPOINTING,
         )
         self.setup_model(model)
-        alpha_optim = torch.optim.Adam(
-            model.arch_weights.parameters(),
-            lr=search.ALPHA_LR,
-            betas=tuple(search.ALPHA_BETAS),
-            weight_decay=search.ALPHA_WEIGHT_DECAY,
-        )
-        self.register_model("arch_weights", model.arch_weights, alpha_optim, None)
+        self.register_model("arch_weights", model.arch_weights, build_alpha_optimizer(model.arch_weights, search), None)
 
     def forward_backward(self, batch: dict) -> dict:
         arch_batch = self.next_arch_batch()

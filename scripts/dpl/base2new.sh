@@ -9,6 +9,9 @@
 #   SHOTS       training images per base class (default 16, the protocol's value)
 #   SEARCH_CFG  configs/trainers/DPLSearch/<SEARCH_CFG>.yaml (default vit_b16_ep20_batch4_b2n)
 #   TRAIN_CFG   configs/trainers/DPL/<TRAIN_CFG>.yaml (default vit_b16_ep10_batch4_b2n)
+#               SEARCH_CFG and TRAIN_CFG must follow one recipe: a name with _paper_ or
+#               _reference_ is that recipe's, any other name "ours" (README, "Where every
+#               hyper-parameter comes from"); e.g. vit_b16_reference_ep20_batch4_b2n vit_b16_reference_ep40_batch4
 #   -- KEY VALUE ...  config overrides for every stage, passed to train.py as they are
 #
 # Environment: DATA (required), PYTHON (default python), DPL_OUTPUT (default output), and

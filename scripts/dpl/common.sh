@@ -107,6 +107,30 @@ dpl_search_train_args() {
   dpl_check_int SHOTS "$SHOTS" 1
   dpl_check_cfg DPLSearch "$SEARCH_CFG"
   dpl_check_cfg DPL "$TRAIN_CFG"
+  dpl_check_recipes "$SEARCH_CFG" "$TRAIN_CFG"
+}
+
+# dpl_recipe CFG: the recipe a config name follows (README, "Where every hyper-parameter comes
+# from"): paper or reference when the name holds that word between underscores (e.g.
+# vit_b16_paper_ep40_batch4), ours otherwise. scripts/parse_results.py reads names by the same rule.
+dpl_recipe() {
+  case _$1_ in
+    *_paper_*) echo paper ;;
+    *_reference_*) echo reference ;;
+    *) echo ours ;;
+  esac
+}
+
+# dpl_check_recipes SEARCH_CFG TRAIN_CFG: both stages must follow one recipe. The training folder
+# is named after TRAIN_CFG alone, so a search of another recipe would file its architecture's
+# results under the training config's recipe.
+dpl_check_recipes() {
+  local search train
+  search=$(dpl_recipe "$1")
+  train=$(dpl_recipe "$2")
+  if [[ $search != "$train" ]]; then
+    dpl_usage_error "SEARCH_CFG '$1' follows recipe '$search' but TRAIN_CFG '$2' follows '$train': give both configs of one recipe (to combine stages of two recipes, copy both configs under names of your own)"
+  fi
 }
 
 # dpl_check_int NAME VALUE MIN

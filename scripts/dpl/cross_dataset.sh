@@ -9,6 +9,9 @@
 #   SHOTS       training images per source class (default 16)
 #   SEARCH_CFG  configs/trainers/DPLSearch/<SEARCH_CFG>.yaml (default vit_b16_ep4_batch4_cross)
 #   TRAIN_CFG   configs/trainers/DPL/<TRAIN_CFG>.yaml (default vit_b16_ep2_batch4_cross)
+#               SEARCH_CFG and TRAIN_CFG must follow one recipe: a name with _paper_ or
+#               _reference_ is that recipe's, any other name "ours" (README, "Where every
+#               hyper-parameter comes from"; neither source defines a cross-dataset recipe)
 #   -- KEY VALUE ...  config overrides for every stage, passed to train.py as they are
 #
 # Environment: DATA (required), PYTHON, DPL_OUTPUT (as few_shot.sh), DPL_SOURCE_DATASET
@@ -45,6 +48,7 @@ dpl_check_dataset "$SOURCE"
 for target in "${TARGETS[@]}"; do dpl_check_dataset "$target"; done
 dpl_check_cfg DPLSearch "$SEARCH_CFG"
 dpl_check_cfg DPL "$TRAIN_CFG"
+dpl_check_recipes "$SEARCH_CFG" "$TRAIN_CFG"
 dpl_require_data
 
 bash "$DPL_SCRIPTS/few_shot.sh" "$SOURCE" "$SEED" "$SHOTS" "$SEARCH_CFG" "$TRAIN_CFG" -- ${OVERRIDES[@]+"${OVERRIDES[@]}"}

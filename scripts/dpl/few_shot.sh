@@ -8,6 +8,9 @@
 #   SHOTS       training images per class (default 16)
 #   SEARCH_CFG  configs/trainers/DPLSearch/<SEARCH_CFG>.yaml (default vit_b16_ep60_batch4)
 #   TRAIN_CFG   configs/trainers/DPL/<TRAIN_CFG>.yaml (default vit_b16_ep40_batch4)
+#               SEARCH_CFG and TRAIN_CFG must follow one recipe: a name with _paper_ or
+#               _reference_ is that recipe's, any other name "ours" (README, "Where every
+#               hyper-parameter comes from"); e.g. vit_b16_paper_ep60_batch4 vit_b16_paper_ep40_batch4
 #   -- KEY VALUE ...  config overrides for both stages, passed to train.py as they are,
 #                     e.g. -- TRAINER.DPL.CLIP_CHECKPOINT /models/ViT-B-16.pt
 #

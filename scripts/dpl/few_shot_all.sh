@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Few-shot DPL on the 11 datasets of the paper, for every seed and shot count (few_shot.sh each).
 #
-#   DATA=/path/to/datasets bash scripts/dpl/few_shot_all.sh [SEEDS] [SHOTS] [-- KEY VALUE ...]
+#   DATA=/path/to/datasets bash scripts/dpl/few_shot_all.sh [SEEDS] [SHOTS] [SEARCH_CFG] [TRAIN_CFG] [-- KEY VALUE ...]
 #
-#   SEEDS  space-separated seeds, one argument (default "1 2 3")
-#   SHOTS  space-separated shot counts, one argument (default "1 2 4 8 16")
+#   SEEDS       space-separated seeds, one argument (default "1 2 3")
+#   SHOTS       space-separated shot counts, one argument (default "1 2 4 8 16")
+#   SEARCH_CFG  configs/trainers/DPLSearch/<SEARCH_CFG>.yaml (default vit_b16_ep60_batch4)
+#   TRAIN_CFG   configs/trainers/DPL/<TRAIN_CFG>.yaml (default vit_b16_ep40_batch4); both of one
+#               recipe, e.g. vit_b16_paper_ep60_batch4 vit_b16_paper_ep40_batch4
 #   -- KEY VALUE ...  config overrides passed to every run
 #
 # Environment: DATA (required), PYTHON, DPL_OUTPUT (as few_shot.sh), and DPL_DATASETS to
@@ -13,13 +16,15 @@
 # by running the same command again. The loop stops at the first failing run.
 set -euo pipefail
 
-USAGE="usage: DATA=/path/to/datasets bash $0 [SEEDS=\"1 2 3\"] [SHOTS=\"1 2 4 8 16\"] [-- KEY VALUE ...]"
+USAGE="usage: DATA=/path/to/datasets bash $0 [SEEDS=\"1 2 3\"] [SHOTS=\"1 2 4 8 16\"] [SEARCH_CFG] [TRAIN_CFG] [-- KEY VALUE ...]"
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
-dpl_split_args 2 "$@"
+dpl_split_args 4 "$@"
 dpl_init "${BASH_SOURCE[0]}"
 
 read -r -a SEEDS <<<"${POSITIONAL[0]:-1 2 3}"
 read -r -a SHOT_LIST <<<"${POSITIONAL[1]:-1 2 4 8 16}"
+SEARCH_CFG=${POSITIONAL[2]:-vit_b16_ep60_batch4}
+TRAIN_CFG=${POSITIONAL[3]:-vit_b16_ep40_batch4}
 read -r -a DATASETS <<<"${DPL_DATASETS:-imagenet caltech101 oxford_pets stanford_cars oxford_flowers food101 fgvc_aircraft sun397 dtd eurosat ucf101}"
 if ((${#SEEDS[@]} == 0 || ${#SHOT_LIST[@]} == 0 || ${#DATASETS[@]} == 0)); then
   dpl_usage_error "SEEDS, SHOTS and DPL_DATASETS must not be empty"
@@ -28,12 +33,15 @@ fi
 for seed in "${SEEDS[@]}"; do dpl_check_int SEED "$seed" 0; done
 for shots in "${SHOT_LIST[@]}"; do dpl_check_int SHOTS "$shots" 1; done
 for dataset in "${DATASETS[@]}"; do dpl_check_dataset "$dataset"; done
+dpl_check_cfg DPLSearch "$SEARCH_CFG"
+dpl_check_cfg DPL "$TRAIN_CFG"
+dpl_check_recipes "$SEARCH_CFG" "$TRAIN_CFG"
 dpl_require_data
 
 for shots in "${SHOT_LIST[@]}"; do
   for dataset in "${DATASETS[@]}"; do
     for seed in "${SEEDS[@]}"; do
-      bash "$DPL_SCRIPTS/few_shot.sh" "$dataset" "$seed" "$shots" -- ${OVERRIDES[@]+"${OVERRIDES[@]}"}
+      bash "$DPL_SCRIPTS/few_shot.sh" "$dataset" "$seed" "$shots" "$SEARCH_CFG" "$TRAIN_CFG" -- ${OVERRIDES[@]+"${OVERRIDES[@]}"}
     done
   done
 done

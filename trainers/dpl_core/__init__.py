@@ -1,5 +1,5 @@
-"""DPL's model code: architecture format, CLIP loading, prompted encoders, config keys, a tiny
-random CLIP (demo and tests).
+"""DPL's model code: architecture format, CLIP loading, prompted encoders, config keys, text
+templates (data), a tiny random CLIP (demo and tests).
 
 Imports only torch, clip and yacs; the Dassl trainers live beside this package. Importing any
 of its modules checks first that the installed torch is recent enough (torch itself is not

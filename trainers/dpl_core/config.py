@@ -10,6 +10,10 @@ PRECISIONS = ("fp32", "fp16", "amp")
 VAL_SOURCES = ("auto", "val", "holdout")
 SCHEDULERS = ("cosine", "single_step", "multi_step")  # the Dassl schedules our trainers rebuild
 WARMUP_TYPES = ("constant", "linear")
+# What the text tower reads per class: the TEXT_TEMPLATES prompts as token ids, or the reference
+# implementation's training-stage input (the token embeddings of 60 templates averaged).
+TEXT_INPUTS = ("templates", "averaged_template_embeddings")
+ALPHA_OPTIMIZERS = ("adam", "sgd")
 
 
 class ConfigError(ValueError):
@@ -22,6 +26,7 @@ def _dpl_node() -> CN:
     node.PREC = "fp32"  # fp32 | fp16 (CLIP weights in half) | amp (autocast); CPU runs always use fp32
     node.PROMPT_INIT_STD = 0.02  # every prompt vector starts as N(0, std^2), in search and training
     node.TEXT_TEMPLATES = ["a photo of a {}."]  # class prompt templates; several = feature-level ensemble
+    node.TEXT_INPUT = "templates"  # templates (TEXT_TEMPLATES) | averaged_template_embeddings (dpl_core/templates.py)
     node.CLASS_CHUNK_SIZE = 0  # class prompts encoded per chunk, grouped by length; 0 = automatic (64)
     node.ACTIVATION_CHECKPOINTING = False  # recompute block activations in backward to save memory
     node.CLIP_CHECKPOINT = ""  # local CLIP file (JIT archive or state dict); "" = find by backbone name
@@ -40,9 +45,12 @@ def _search_node() -> CN:
     node.MAX_LENGTH = 6  # candidate prompt lengths per block are 0..MAX_LENGTH
     node.TEMPERATURE = 1.0  # block mixture = softmax(alpha / TEMPERATURE)
     node.ALPHA_INIT_STD = 1e-3  # alphas start as N(0, std^2)
-    node.ALPHA_LR = 3.5e-3  # Adam learning rate of the alphas (no schedule)
-    node.ALPHA_BETAS = (0.5, 0.999)  # Adam betas of the alphas
-    node.ALPHA_WEIGHT_DECAY = 0.0  # Adam weight decay of the alphas
+    node.ALPHA_OPTIMIZER = "adam"  # optimizer of the alphas: adam | sgd
+    node.ALPHA_LR = 3.5e-3  # learning rate of the alphas (no schedule)
+    node.ALPHA_BETAS = (0.5, 0.999)  # betas of the alphas' Adam (ALPHA_OPTIMIZER adam only)
+    node.ALPHA_MOMENTUM = 0.9  # momentum of the alphas' SGD (ALPHA_OPTIMIZER sgd only)
+    node.ALPHA_WEIGHT_DECAY = 0.0  # weight decay of the alphas
+    node.ALPHA_BATCH_SIZE = 0  # validation images per alpha step; 0 = DATALOADER.TRAIN_X.BATCH_SIZE
     node.VAL_SOURCE = "auto"  # alpha-step data: val split | holdout (from few-shot train) | auto
     node.HOLDOUT_FRACTION = 0.25  # share of each class's few-shot images held out when VAL_SOURCE is holdout
     node.TEST_SUPERNET = False  # evaluate the supernet on the test split after the search
@@ -92,6 +100,18 @@ def validate(cfg: CN) -> None:
     templates = list(dpl.TEXT_TEMPLATES)
     expect(bool(templates) and all(isinstance(t, str) and t.count("{}") == 1 for t in templates),
            "TRAINER.DPL.TEXT_TEMPLATES", "a non-empty list of templates with one '{}' slot", templates)  # fmt: skip
+    expect(dpl.TEXT_INPUT in TEXT_INPUTS, "TRAINER.DPL.TEXT_INPUT", f"one of {TEXT_INPUTS}", dpl.TEXT_INPUT)
+    if dpl.TEXT_INPUT == "averaged_template_embeddings":
+        # Its templates are fixed (dpl_core/templates.py) and its zero-shot teacher would read the
+        # averaged embeddings, which no zero-shot CLIP reads: keys that would be silently unused or
+        # meaningless are refused.
+        default_templates = list(_dpl_node().TEXT_TEMPLATES)
+        expect(templates == default_templates, "TRAINER.DPL.TEXT_TEMPLATES",
+               f"left at its default {default_templates} with TEXT_INPUT 'averaged_template_embeddings' (which "
+               "averages the 60 templates of trainers/dpl_core/templates.py)", templates)  # fmt: skip
+        expect(dpl.KD_WEIGHT == 0, "TRAINER.DPL.KD_WEIGHT",
+               "0 with TEXT_INPUT 'averaged_template_embeddings' (the zero-shot teacher would read averaged "
+               "embeddings, not a prompt)", dpl.KD_WEIGHT)  # fmt: skip
     expect(isinstance(dpl.CLASS_CHUNK_SIZE, int) and dpl.CLASS_CHUNK_SIZE >= 0,
            "TRAINER.DPL.CLASS_CHUNK_SIZE", "an integer >= 0 (0 = automatic)", dpl.CLASS_CHUNK_SIZE)  # fmt: skip
     for key in ("TEXT_LENGTHS", "IMAGE_LENGTHS"):
@@ -104,10 +124,26 @@ def validate(cfg: CN) -> None:
     expect(isinstance(search.MAX_LENGTH, int) and search.MAX_LENGTH >= 1, "TRAINER.DPLSEARCH.MAX_LENGTH", "an integer >= 1", search.MAX_LENGTH)
     expect(_is_number(search.TEMPERATURE) and search.TEMPERATURE > 0, "TRAINER.DPLSEARCH.TEMPERATURE", "> 0", search.TEMPERATURE)
     expect(_is_number(search.ALPHA_INIT_STD) and search.ALPHA_INIT_STD >= 0, "TRAINER.DPLSEARCH.ALPHA_INIT_STD", ">= 0", search.ALPHA_INIT_STD)
+    expect(search.ALPHA_OPTIMIZER in ALPHA_OPTIMIZERS, "TRAINER.DPLSEARCH.ALPHA_OPTIMIZER",
+           f"one of {ALPHA_OPTIMIZERS}", search.ALPHA_OPTIMIZER)  # fmt: skip
     expect(_is_number(search.ALPHA_LR) and search.ALPHA_LR > 0, "TRAINER.DPLSEARCH.ALPHA_LR", "> 0", search.ALPHA_LR)
     betas = list(search.ALPHA_BETAS)
     expect(len(betas) == 2 and all(_is_number(b) and 0 <= b < 1 for b in betas),
            "TRAINER.DPLSEARCH.ALPHA_BETAS", "two numbers in [0, 1)", betas)  # fmt: skip
+    expect(_is_number(search.ALPHA_MOMENTUM) and 0 <= search.ALPHA_MOMENTUM < 1,
+           "TRAINER.DPLSEARCH.ALPHA_MOMENTUM", "in [0, 1)", search.ALPHA_MOMENTUM)  # fmt: skip
+    # The other optimizer's key would be silently unused: it must keep its default.
+    unread = {"adam": "ALPHA_MOMENTUM", "sgd": "ALPHA_BETAS"}.get(search.ALPHA_OPTIMIZER)
+    if unread:
+        default, value = _search_node()[unread], search[unread]
+        if isinstance(default, tuple):  # compared as lists: a yaml or command-line value may be either
+            default, value = list(default), list(value)
+        expect(value == default, f"TRAINER.DPLSEARCH.{unread}",
+               f"left at its default {default!r} with ALPHA_OPTIMIZER {search.ALPHA_OPTIMIZER!r} (it is not read)",
+               value)  # fmt: skip
+    expect(isinstance(search.ALPHA_BATCH_SIZE, int) and not isinstance(search.ALPHA_BATCH_SIZE, bool)
+           and search.ALPHA_BATCH_SIZE >= 0, "TRAINER.DPLSEARCH.ALPHA_BATCH_SIZE",
+           "an integer >= 0 (0 = DATALOADER.TRAIN_X.BATCH_SIZE)", search.ALPHA_BATCH_SIZE)  # fmt: skip
     expect(_is_number(search.ALPHA_WEIGHT_DECAY) and search.ALPHA_WEIGHT_DECAY >= 0,
            "TRAINER.DPLSEARCH.ALPHA_WEIGHT_DECAY", ">= 0", search.ALPHA_WEIGHT_DECAY)  # fmt: skip
     expect(search.VAL_SOURCE in VAL_SOURCES, "TRAINER.DPLSEARCH.VAL_SOURCE", f"one of {VAL_SOURCES}", search.VAL_SOURCE)

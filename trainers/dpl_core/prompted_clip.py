@@ -13,7 +13,10 @@ Prompts never enter the token sequence. In block ``l`` with real tokens ``x`` an
 In the text tower every query sees every prompt and the causal mask among real tokens is
 kept; the output length never changes, so EOT pooling is untouched. With all lengths 0 the
 model is exactly vanilla CLIP. Only the pooled position (EOT, CLS) of a tower's last block
-reaches the features, so that block queries and runs the MLP on it alone (exact).
+reaches the features, so that block queries and runs the MLP on it alone (exact). The text
+tower reads CLIP's token embeddings of token ids (:meth:`PromptedCLIP.encode_text`) or given
+embeddings pooled at given positions (:meth:`PromptedCLIP.encode_text_embeddings`), e.g. the
+reference implementation's averaged-template input (:func:`averaged_template_embeddings`).
 
 The search supernet mixes, per block, the attention outputs of all candidate lengths with
 ``softmax(alpha / temperature)``. It is computed in one pass: the real tokens are projected
@@ -29,7 +32,7 @@ Core module: imports only torch and clip (through the architecture dataclass, pu
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -112,24 +115,53 @@ def truncate_tokens(tokens: Tensor) -> Tensor:
     return tokens[:, :length]
 
 
-def class_chunks(tokens: Tensor, chunk_size: int) -> list[tuple[Tensor, int]]:
-    """How :meth:`PromptedCLIP.encode_text` splits the class prompts into chunks.
+def class_chunks(pooled: Tensor, chunk_size: int) -> list[tuple[Tensor, int]]:
+    """How :meth:`PromptedCLIP.encode_text_embeddings` splits the class prompts into chunks.
 
-    Rows are sorted by prompt length and taken ``chunk_size`` at a time; each chunk is cut
-    after its own last EOT token.
+    Rows are sorted by their pooling position and taken ``chunk_size`` at a time; each chunk is
+    cut after its own last pooling position (exact by the causal mask).
 
     Args:
-        tokens: ``[classes, n]`` token ids.
+        pooled: ``[classes]`` position each row's feature is pooled at (its EOT token).
         chunk_size: rows per chunk (> 0).
 
     Returns:
         Per chunk, ``(row indices [rows], positions to encode)``.
     """
-    lengths = tokens.argmax(dim=-1) + 1
+    lengths = pooled + 1
     order = torch.argsort(lengths)
     bounds = lengths[order].split(chunk_size)
     longest = torch.stack([b.max() for b in bounds]).tolist()  # one host sync
     return [(index, int(length)) for index, length in zip(order.split(chunk_size), longest)]
+
+
+def averaged_template_embeddings(token_embedding: nn.Module, tokens: Iterable[Tensor]) -> tuple[Tensor, Tensor]:
+    """The reference implementation's training-stage text input (its ``CTX_INIT: ensemble``).
+
+    The token embeddings of every template's class prompts, each on CLIP's full context (so
+    templates of different lengths meet position by position, padding included), averaged over
+    the templates; the features are then pooled at the end-of-text position of the *last*
+    template's tokenisation. The result is cut after the last pooling position, which the
+    causal mask makes exact.
+
+    Args:
+        token_embedding: CLIP's ``token_embedding``.
+        tokens: per template, in order, ``[classes, context_length]`` token ids of its class
+            prompts (untruncated), on ``token_embedding``'s device.
+
+    Returns:
+        ``(embeddings [classes, n, width] fp32, pooled [classes])`` with
+        ``n = max(pooled) + 1``, ready for :meth:`PromptedCLIP.encode_text_embeddings`.
+    """
+    total, last, count = None, None, 0
+    for template_tokens in tokens:  # a running sum: all templates at once would hold 60x the embeddings
+        embedded = token_embedding(template_tokens).float()  # [classes, context, width]
+        total = embedded if total is None else total + embedded
+        last, count = template_tokens, count + 1
+    if last is None:
+        raise ValueError("averaged_template_embeddings needs at least one template")
+    pooled = last.argmax(dim=-1)  # the last template's EOT, the largest token id
+    return (total / count)[:, : int(pooled.max()) + 1], pooled
 
 
 def prompted_attention(
@@ -447,41 +479,58 @@ class PromptedCLIP(nn.Module):
         return x if pooled is None else x.squeeze(1)
 
     def encode_text(self, tokens: Tensor, chunk_size: int = 0, recompute_chunks: bool = False) -> Tensor:
-        """Text features, unnormalised.
+        """Text features of token ids, unnormalised: CLIP's token embeddings, pooled at each
+        row's EOT token (see :meth:`encode_text_embeddings` for the arguments).
 
         Args:
             tokens: ``[classes, n]`` token ids; ``n`` may be shorter than the context length
                 (see :func:`truncate_tokens`) as long as every row holds its EOT token.
-            chunk_size: 0 encodes all rows at once. Otherwise rows are sorted by length and
-                encoded ``chunk_size`` at a time, each chunk cut after its own last EOT token:
-                short prompts stop paying for the longest one (exact, by the causal mask).
+
+        Returns:
+            ``[classes, embed_dim]``.
+        """
+        eot = tokens.argmax(dim=-1)  # CLIP pools at the end-of-text token, the largest id
+        return self.encode_text_embeddings(self.clip_model.token_embedding(tokens), eot, chunk_size, recompute_chunks)
+
+    def encode_text_embeddings(
+        self, embeddings: Tensor, pooled: Tensor, chunk_size: int = 0, recompute_chunks: bool = False
+    ) -> Tensor:
+        """Text features of given token embeddings, pooled at given positions, unnormalised.
+
+        Args:
+            embeddings: ``[classes, n, width]`` token embeddings (before the positional
+                embedding); ``n`` may be shorter than the context length as long as it is
+                greater than every pooling position.
+            pooled: ``[classes]`` position whose output is each row's feature.
+            chunk_size: 0 encodes all rows at once. Otherwise rows are sorted by pooling
+                position and encoded ``chunk_size`` at a time, each chunk cut after its own last
+                pooling position: short prompts stop paying for the longest one (exact, by the
+                causal mask).
             recompute_chunks: when gradients are recorded, keep no activations of a chunk but
                 recompute them in backward, so memory is bounded by one chunk for any class count.
 
         Returns:
             ``[classes, embed_dim]``.
         """
-        if not 0 < chunk_size < tokens.shape[0]:
-            return self._encode_text(tokens)
-        chunks = class_chunks(tokens, chunk_size)
+        if not 0 < chunk_size < embeddings.shape[0]:
+            return self._encode_text(embeddings, pooled)
+        chunks = class_chunks(pooled, chunk_size)
         order = torch.cat([index for index, _ in chunks])
         recompute = recompute_chunks and torch.is_grad_enabled()
         features = []
         for index, length in chunks:
-            chunk = tokens[index, :length]
+            chunk = embeddings[index, :length], pooled[index]
             if recompute:
-                features.append(checkpoint(self._encode_text, chunk, use_reentrant=False))
+                features.append(checkpoint(self._encode_text, *chunk, use_reentrant=False))
             else:
-                features.append(self._encode_text(chunk))
+                features.append(self._encode_text(*chunk))
         return torch.cat(features)[torch.argsort(order)]
 
-    def _encode_text(self, tokens: Tensor) -> Tensor:
+    def _encode_text(self, embeddings: Tensor, pooled: Tensor) -> Tensor:
         model = self.clip_model
-        length = tokens.shape[1]
-        x = model.token_embedding(tokens).to(self.dtype)  # [classes, n, width]
-        x = x + model.positional_embedding[:length].to(self.dtype)
-        eot = tokens.argmax(dim=-1)  # CLIP pools at the end-of-text token, the largest id
-        x = self._run_tower("text", x, self.causal_mask[:length, :length], pooled=eot)  # [classes, width]
+        length = embeddings.shape[1]
+        x = embeddings.to(self.dtype) + model.positional_embedding[:length].to(self.dtype)  # [classes, n, width]
+        x = self._run_tower("text", x, self.causal_mask[:length, :length], pooled=pooled)  # [classes, width]
         return model.ln_final(x) @ model.text_projection
 
     def encode_image(self, images: Tensor) -> Tensor:
