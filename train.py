@@ -32,7 +32,7 @@ from trainers.dpl_common import ImageReadError
 from trainers.dpl_core.architecture import ArchitectureError
 from trainers.dpl_core.clip_loader import CLIPLoadError
 from trainers.dpl_core.config import ConfigError, add_dpl_config
-from trainers.dpl_core.run_folder import RunFinished, RunFolderError, claim, evaluation_of
+from trainers.dpl_core.run_folder import RunFinished, RunFolderError, evaluation_of
 
 # The project's own errors: their message says what was expected and where, so train.py prints
 # it as one line (the traceback only with --debug or DPL_DEBUG=1).
@@ -124,9 +124,8 @@ def check_output_dir(cfg, args: argparse.Namespace) -> bool:
             of unknown origin; ``--eval-only`` without a model to evaluate.
     """
     evaluates = evaluation_of(args.model_dir, cfg.OUTPUT_DIR, args.load_epoch) if args.eval_only else None
-    record = TRAINER_REGISTRY.get(cfg.TRAINER.NAME).run_record(cfg, evaluates)
     try:
-        claim(cfg.OUTPUT_DIR, record)
+        TRAINER_REGISTRY.get(cfg.TRAINER.NAME).claim_output_dir(cfg, evaluates)
     except RunFinished as finished:
         print(f"{finished}; nothing to do")
         return True

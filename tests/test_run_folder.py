@@ -189,3 +189,17 @@ def test_our_logs_are_shown_although_dassl_disables_logging_at_import(capsys):
     logging.getLogger("datasets.coop_format").warning("split rebuilt")
     out = capsys.readouterr().out
     assert "Loaded CLIP weights from /x.pt" in out and "split rebuilt" in out
+
+
+def test_a_key_added_later_is_no_difference_while_it_keeps_its_default(tmp_path):
+    folder = tmp_path / "run"
+    old = record()
+    del old["config"]["TRAINER.DPL.KD_TEMPERATURE"]  # as written by a version without that key
+    folder.mkdir()
+    (folder / "run.json").write_text(json.dumps(old))
+    defaults = rf.config_record(dpl_cfg())
+    rf.claim(folder, record(), defaults)  # the new key at its default: the same run
+    with pytest.raises(rf.RunFolderError, match='TRAINER.DPL.KD_TEMPERATURE: "<absent>" -> 2.0'):
+        rf.claim(folder, record(**{"TRAINER.DPL.KD_TEMPERATURE": 2.0}), defaults)
+    with pytest.raises(rf.RunFolderError, match="KD_TEMPERATURE"):
+        rf.claim(folder, record(), None)  # without the defaults every added key is a difference

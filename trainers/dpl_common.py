@@ -48,6 +48,7 @@ from trainers.dpl_core.run_folder import (
     atomic_write,
     claim,
     committed_epoch,
+    config_record,
     evaluation_of,
     make_record,
     saved_epochs,
@@ -386,11 +387,20 @@ class DPLTrainerBase(TrainerX):
         clip_file = resolve_checkpoint(cfg.MODEL.BACKBONE.NAME, node.CLIP_CHECKPOINT, node.CLIP_CACHE_DIR or None)
         return make_record(cfg, sha256_file(clip_file), cls.record_architecture(cfg), evaluates)
 
+    @classmethod
+    def claim_output_dir(cls, cfg, evaluates: dict[str, Any] | None = None) -> None:
+        """Claim ``cfg.OUTPUT_DIR`` for this run (``run_folder.claim``). A key that a later
+        version added and an older record lacks counts as unchanged while it holds its default."""
+        defaults = dassl.config.get_cfg_default()
+        add_dpl_config(defaults)
+        defaults.TRAINER.NAME = cfg.TRAINER.NAME
+        claim(cfg.OUTPUT_DIR, cls.run_record(cfg, evaluates), config_record(defaults))
+
     def before_train(self) -> None:
         """Claim the output folder for this config (refusing another run's or a finished one),
         then Dassl's start: resume from the last complete checkpoint, open the writer."""
         self.training_run = True
-        claim(self.output_dir, self.run_record(self.cfg))
+        self.claim_output_dir(self.cfg)
         super().before_train()
 
     def after_train(self) -> None:
@@ -517,7 +527,7 @@ class DPLTrainerBase(TrainerX):
                 epoch = evaluates["epoch"]
                 print(f"Evaluating epoch {epoch}, the last saved in {directory} (saved epochs: "
                       f"{', '.join(map(str, saved_epochs(directory)))}; choose with --load-epoch)")  # fmt: skip
-            claim(self.output_dir, self.run_record(self.cfg, evaluates))
+            self.claim_output_dir(self.cfg, evaluates)
         model_file = "model-best.pth.tar" if epoch is None else f"model.pth.tar-{epoch}"
         self.loaded_model = osp.join(directory, "<model>", model_file)
         for name in self.get_model_names():

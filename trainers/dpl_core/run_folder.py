@@ -192,22 +192,35 @@ def make_record(
     }
 
 
-def differences(recorded: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
-    """One line per key whose value differs: ``KEY: <in the folder> -> <this run>``."""
+def differences(
+    recorded: Mapping[str, Any], current: Mapping[str, Any], config_defaults: Mapping[str, Any] | None = None
+) -> list[str]:
+    """One line per key whose value differs: ``KEY: <in the folder> -> <this run>``.
+
+    A config key absent from ``recorded`` (added by a later version) is no difference while
+    this run leaves it at its value in ``config_defaults`` (a :func:`config_record` of the
+    defaults), which is what the older code did.
+    """
     old, new = _flatten(recorded), _flatten(current)
+    defaults = {f"config.{key}": value for key, value in (config_defaults or {}).items()}
     lines = []
     for key in sorted(set(old) | set(new)):
+        if key not in old and key in defaults and new.get(key) == defaults[key]:
+            continue
         if old.get(key, "<absent>") != new.get(key, "<absent>"):
             name = key.removeprefix("config.")
             lines.append(f"{name}: {json.dumps(old.get(key, '<absent>'))} -> {json.dumps(new.get(key, '<absent>'))}")
     return lines
 
 
-def claim(folder: str | os.PathLike, record: Mapping[str, Any]) -> None:
+def claim(
+    folder: str | os.PathLike, record: Mapping[str, Any], config_defaults: Mapping[str, Any] | None = None
+) -> None:
     """Make ``folder`` the home of the run ``record`` describes, or refuse without touching it.
 
     A folder with no record and nothing of a run in it gets ``run.json``; one whose record equals
-    ``record`` is accepted (an unfinished run resumes there).
+    ``record`` (up to keys added since, at their defaults: see :func:`differences`) is accepted
+    (an unfinished run resumes there).
 
     Raises:
         RunFinished: the folder holds this run, finished.
@@ -227,7 +240,7 @@ def claim(folder: str | os.PathLike, record: Mapping[str, Any]) -> None:
             )
         write_json(folder / RECORD_FILE, record)
         return
-    changed = differences(recorded, record)
+    changed = differences(recorded, record, config_defaults)
     if changed:
         listed = "\n  ".join(changed)
         raise RunFolderError(
