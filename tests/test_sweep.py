@@ -12,7 +12,6 @@ import importlib.util
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from test_launchers import FAKE_TRAIN_PY, launch, recorded_calls
+from test_launchers import checkout, launch, recorded_calls  # noqa: F401  (checkout: the stand-in checkout fixture)
 from trainers.dpl_core.tiny_clip import write_tiny_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
@@ -43,22 +42,6 @@ def run_sweep(*args: str, cwd: Path = REPO, script: Path = SCRIPTS / "sweep.py",
               timeout: float = 600) -> subprocess.CompletedProcess:  # fmt: skip
     return subprocess.run([sys.executable, str(script), *args], cwd=cwd, env={**os.environ, **(env or {})},
                           capture_output=True, text=True, timeout=timeout)  # fmt: skip
-
-
-@pytest.fixture()
-def checkout(tmp_path):
-    """A checkout with our launchers and sweep.py in scripts/dpl/ and a train.py that records its calls."""
-    root = tmp_path / "CoOp"
-    shutil.copytree(SCRIPTS, root / "scripts" / "dpl")
-    shutil.copytree(REPO / "trainers" / "dpl_core", root / "trainers" / "dpl_core")
-    (root / "trainers" / "__init__.py").write_text("")
-    shutil.copytree(REPO / "configs", root / "configs")
-    (root / "train.py").write_text(FAKE_TRAIN_PY)
-    (tmp_path / "data").mkdir()
-    return root
-
-
-# ============================================================================ fast tests
 
 
 def test_plan_runs_are_the_launchers_runs_with_the_same_folders_and_arguments(tmp_path, checkout):
