@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -107,61 +106,6 @@ def test_manual_presets_are_the_hand_designed_architectures_they_name(preset, ex
     assert (architecture.text_lengths, architecture.image_lengths) == (expected.text_lengths, expected.image_lengths)
     architecture.check_fits(12, 12, backbone=cfg.MODEL.BACKBONE.NAME)
     assert cfg.OPTIM.MAX_EPOCH == 40, "baselines train as long as the DPL training stage"
-
-
-# A train.py that records its arguments and leaves what a run leaves: logs, checkpoints, run.json,
-# for DPLSearch arch.json, and result.json last. A folder with result.json is left alone, as
-# train.py leaves a finished run of the same config. FAKE_STOP=<trainer> makes that trainer stop
-# after epoch 1.
-FAKE_TRAIN_PY = r'''
-import json, os, sys
-
-args = sys.argv[1:]
-with open(os.environ["FAKE_CALLS"], "a") as f:
-    f.write(json.dumps({"cwd": os.getcwd(), "argv": args}) + "\n")
-out = args[args.index("--output-dir") + 1]
-trainer = args[args.index("--trainer") + 1]
-first_key = next(i for i, a in enumerate(args) if a[:1].isupper() and "." in a)
-opts = dict(zip(args[first_key::2], args[first_key + 1::2]))
-if os.path.exists(os.path.join(out, "result.json")):
-    sys.exit(0)
-os.makedirs(out, exist_ok=True)
-with open(os.path.join(out, "run.json"), "w") as f:
-    json.dump({"argv": args}, f)
-log = os.path.join(out, "log.txt")
-n = 0
-while os.path.exists(log):
-    n += 1
-    log = os.path.join(out, f"log.txt-{n}")
-stop = os.environ.get("FAKE_STOP") == trainer
-with open(log, "w") as f:
-    if "--eval-only" not in args:
-        epochs = 1 if stop else int(opts.get("OPTIM.MAX_EPOCH", 2))
-        os.makedirs(os.path.join(out, "prompt_learner"), exist_ok=True)
-        for epoch in range(1, epochs + 1):
-            open(os.path.join(out, "prompt_learner", f"model.pth.tar-{epoch}"), "w").close()
-            f.write(f"epoch [{epoch}/{opts.get('OPTIM.MAX_EPOCH', 2)}]\n")
-        if stop:
-            sys.exit(1)
-        if trainer == "DPLSearch":
-            open(os.path.join(out, "arch.json"), "w").close()
-with open(os.path.join(out, "result.json"), "w") as f:
-    json.dump({"kind": "train", "accuracy": 50.0}, f)
-'''
-
-
-@pytest.fixture()
-def checkout(tmp_path):
-    """A CoOp/MaPLe-like checkout holding our launchers in scripts/dpl/ and a recording train.py."""
-    root = tmp_path / "CoOp"
-    shutil.copytree(SCRIPTS, root / "scripts" / "dpl")
-    shutil.copytree(REPO / "trainers" / "dpl_core", root / "trainers" / "dpl_core")
-    (root / "trainers" / "__init__.py").write_text("")
-    shutil.copytree(REPO / "configs", root / "configs")
-    (root / "train.py").write_text(FAKE_TRAIN_PY)
-    (tmp_path / "data").mkdir()
-    (tmp_path / "elsewhere").mkdir()
-    return root
 
 
 def recorded_calls(calls: Path) -> list[dict]:

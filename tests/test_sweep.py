@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from test_launchers import checkout, launch, recorded_calls  # noqa: F401  (checkout: the stand-in checkout fixture)
+from test_launchers import launch, recorded_calls
 from trainers.dpl_core.tiny_clip import write_tiny_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
