@@ -1,8 +1,17 @@
-"""The searched prompt architecture as plain data.
+"""The prompt architecture as plain data.
 
-A :class:`PromptArchitecture` says how many deep prompt vectors every transformer block of
-both CLIP towers receives. It is produced by the search (:func:`decode`), stored as
-``arch.json`` and read by the training stage. This module is pure Python: no torch, no Dassl.
+A :class:`PromptArchitecture` says which prompts every transformer block of both CLIP towers
+receives. It is produced by the search (:func:`decode`) or written by hand (the presets of
+CoOp, VPT, IVLP, MaPLe), stored as ``arch.json`` and read by the training stage. Two kinds of
+prompts, both "tokens with a lifetime" (see :class:`TokenGroup`):
+
+* per-block **key/value prompts** (``text_lengths``/``image_lengths``, DPL's search space):
+  tokens that live one block and serve only as keys/values of every position (in the text
+  tower they stand before SOT, so every position sees them);
+* **token groups**: tokens that enter a tower at a block and stay sequence positions for a
+  number of blocks (image: after the patches; text: after SOT, before the class tokens).
+
+This module is pure Python: no torch, no Dassl.
 """
 
 from __future__ import annotations
@@ -16,7 +25,7 @@ from typing import Any, Sequence
 from trainers.dpl_core.run_folder import atomic_write
 
 FORMAT_NAME = "dpl-architecture"
-FORMAT_VERSION = 2  # 2 added "model"; version 1 files (without it) are still read
+FORMAT_VERSION = 3  # 2 added "model", 3 the token groups; version 1 and 2 files are still read
 TOWERS = ("text", "image")
 # The files a search writes into its output folder: the decoded architecture (this format)
 # and one JSON line of raw alphas per finished epoch.
@@ -24,8 +33,85 @@ ARCH_FILE = "arch.json"
 HISTORY_FILE = "alpha_history.jsonl"
 
 
+TOKEN_SOURCES = ("learned", "coupled")
+
+
 class ArchitectureError(ValueError):
     """An architecture that is malformed or does not fit the model it is used with."""
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True)
+class TokenGroup:
+    """``count`` prompt tokens that enter a tower at block ``block`` and live ``lifetime`` blocks.
+
+    While alive a token is a sequence position: it is queried, goes through the MLP, and its
+    output is its input in the next block. In the last block of its life its output is never
+    read, so it serves only as keys/values there. Hand-designed deep prompts are groups:
+    VPT-deep/IVLP/MaPLe put a group of lifetime 1 into every prompted block (each replaces the
+    previous one in the same slots) and the last prompted group lives to the end; CoOp's
+    context is one group entering at block 0 that lives to the end.
+
+    Block-0 tokens enter with the input: in the image tower after the positional embedding and
+    before ``ln_pre`` (no positional embedding of their own); in the text tower at positions
+    ``1..count`` after SOT, with the positional embeddings of those positions (the class tokens
+    move back by ``count``). Later groups enter as they are.
+
+    Attributes:
+        block: entry block (0-based).
+        count: number of tokens (>= 1).
+        lifetime: blocks alive, the entry block included (>= 1); None = to the tower's end.
+        source: ``learned`` (own parameters) or ``coupled``: a learned linear map of the other
+            tower's group entering at the same block (MaPLe's image prompts).
+        init: text tower, learned: the words whose token embeddings start the tokens (CoOp's
+            and MaPLe's "a photo of a": the first ``count`` tokens); "" = N(0, std^2).
+        per_class: text tower, learned: one set of tokens per class (CoOp's class-specific
+            context).
+    """
+
+    block: int
+    count: int
+    lifetime: int | None = 1
+    source: str = "learned"
+    init: str = ""
+    per_class: bool = False
+
+    def __post_init__(self) -> None:
+        if not _is_int(self.block) or self.block < 0:
+            raise ArchitectureError(f"token group block must be an integer >= 0, got {self.block!r}")
+        if not _is_int(self.count) or self.count < 1:
+            raise ArchitectureError(f"token group count must be an integer >= 1, got {self.count!r}")
+        if self.lifetime is not None and (not _is_int(self.lifetime) or self.lifetime < 1):
+            raise ArchitectureError(f"token group lifetime must be an integer >= 1 or null (to the end), got {self.lifetime!r}")
+        if self.source not in TOKEN_SOURCES:
+            raise ArchitectureError(f"token group source must be one of {TOKEN_SOURCES}, got {self.source!r}")
+        if not isinstance(self.init, str) or not isinstance(self.per_class, bool):
+            raise ArchitectureError(f"token group init must be a string and per_class a boolean, got {self.init!r}, {self.per_class!r}")
+        if self.source == "coupled" and (self.init or self.per_class):
+            raise ArchitectureError("a coupled token group is a map of another group: it takes no init and no per_class")
+
+    def last_block(self, depth: int) -> int:
+        """The last block the tokens are alive in, for a tower of ``depth`` blocks."""
+        return depth - 1 if self.lifetime is None else self.block + self.lifetime - 1
+
+    def describe(self) -> str:
+        life = "to the end" if self.lifetime is None else f"{self.lifetime} block{'s' * (self.lifetime > 1)}"
+        extras = [self.source] if self.source != "learned" else []
+        extras += [f"init '{self.init}'"] * bool(self.init) + ["per class"] * self.per_class
+        return f"{self.count}@{self.block} ({life}{', ' + ', '.join(extras) if extras else ''})"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str) -> "TokenGroup":
+        names = [f.name for f in fields(cls)]
+        if not isinstance(data, dict) or not {"block", "count"} <= set(data) or set(data) - set(names):
+            raise ArchitectureError(f"{source}: a token group is an object with keys {names} (block and count required), got {data!r}")
+        return cls(**data)
 
 
 def default_candidates(max_length: int) -> tuple[int, ...]:
@@ -64,17 +150,20 @@ class ModelShape:
 
 @dataclass(frozen=True)
 class PromptArchitecture:
-    """Per-block prompt lengths of both towers.
+    """The prompts of both towers: per-block key/value prompt lengths and token groups.
 
     Attributes:
-        text_lengths: prompt vectors per text-tower block, one entry per block.
-        image_lengths: prompt vectors per image-tower block, one entry per block.
+        text_lengths: key/value prompt vectors per text-tower block, one entry per block (so
+            its length is the tower's depth).
+        image_lengths: key/value prompt vectors per image-tower block, one entry per block.
         candidates: the lengths the search could choose from (sorted, distinct, >= 0).
         backbone: the CLIP backbone name the architecture was searched with (e.g.
             ``"ViT-B/16"``); empty when unknown.
         model: the shape of the CLIP actually loaded for the search (a fine-tuned or tiny
             checkpoint may carry any backbone name); None when unknown (hand-written lengths,
             version-1 files).
+        text_groups, image_groups: the token groups of each tower, in slot order (a group's
+            tokens follow those of earlier groups alive in the same block).
     """
 
     text_lengths: tuple[int, ...]
@@ -82,6 +171,8 @@ class PromptArchitecture:
     candidates: tuple[int, ...] = field(default=tuple(range(7)))
     backbone: str = ""
     model: ModelShape | None = None
+    text_groups: tuple[TokenGroup, ...] = ()
+    image_groups: tuple[TokenGroup, ...] = ()
 
     def __post_init__(self) -> None:
         # Accept lists from JSON or configs but store tuples so the object stays hashable.
@@ -119,6 +210,48 @@ class PromptArchitecture:
                 f"the lengths cover {len(self.text_lengths)} text and {len(self.image_lengths)} image blocks, "
                 f"but the model they were made for has {self.model.text_depth} and {self.model.image_depth}"
             )
+        for tower in TOWERS:
+            self._check_groups(tower)
+
+    def _check_groups(self, tower: str) -> None:
+        name = f"{tower}_groups"
+        value = getattr(self, name)
+        if isinstance(value, (str, bytes, dict)) or not isinstance(value, Sequence):
+            raise ArchitectureError(f"{name} must be a list of token groups, got {value!r}")
+        groups = tuple(value)
+        if not all(isinstance(g, TokenGroup) for g in groups):
+            raise ArchitectureError(f"{name} must hold TokenGroup objects, got {groups!r}")
+        object.__setattr__(self, name, groups)
+        depth = len(self.lengths(tower))
+        other = "image" if tower == "text" else "text"
+        for index, group in enumerate(groups):
+            where = f"{tower} group {index} ({group.describe()})"
+            if group.block >= depth:
+                raise ArchitectureError(f"{where} enters at block {group.block}, but the {tower} tower has {depth} blocks")
+            if group.last_block(depth) >= depth:
+                raise ArchitectureError(f"{where} would live to block {group.last_block(depth)}, past the {tower} tower's last block {depth - 1}")
+            if tower == "image" and (group.init or group.per_class):
+                raise ArchitectureError(f"{where}: init words and per_class exist in the text tower only")
+            if group.source == "coupled":
+                source = self.coupling_source(tower, index)
+                if source is None:
+                    raise ArchitectureError(f"{where} is coupled, but the {other} tower has no learned group entering at block {group.block}")
+                if self.groups(other)[source].count != group.count:
+                    raise ArchitectureError(f"{where} is coupled to {other} group {source}, which has "
+                                            f"{self.groups(other)[source].count} tokens, not {group.count}")
+
+    def groups(self, tower: str) -> tuple[TokenGroup, ...]:
+        """The token groups of ``tower``."""
+        if tower not in TOWERS:
+            raise ArchitectureError(f"unknown tower {tower!r}; expected one of {TOWERS}")
+        return self.text_groups if tower == "text" else self.image_groups
+
+    def coupling_source(self, tower: str, index: int) -> int | None:
+        """Index of the other tower's learned group that coupled group ``index`` of ``tower``
+        maps (the first one entering at the same block), or None."""
+        other = "image" if tower == "text" else "text"
+        block = self.groups(tower)[index].block
+        return next((i for i, g in enumerate(self.groups(other)) if g.block == block and g.source == "learned"), None)
 
     def lengths(self, tower: str) -> tuple[int, ...]:
         """Per-block lengths of ``tower`` (``"text"`` or ``"image"``)."""
@@ -129,8 +262,8 @@ class PromptArchitecture:
         raise ArchitectureError(f"unknown tower {tower!r}; expected one of {TOWERS}")
 
     def total_tokens(self, tower: str) -> int:
-        """Prompt vectors summed over the blocks of ``tower``."""
-        return sum(self.lengths(tower))
+        """Key/value prompt vectors summed over the blocks of ``tower`` plus its group tokens."""
+        return sum(self.lengths(tower)) + sum(g.count for g in self.groups(tower))
 
     def check_fits(
         self, text_depth: int, image_depth: int, backbone: str | None = None, model: ModelShape | None = None
@@ -150,11 +283,13 @@ class PromptArchitecture:
             raise ArchitectureError("architecture does not fit the model: " + "; ".join(problems))
 
     def summary(self) -> str:
-        """One line, e.g. ``text: 0 2 6 (8 tokens) | image: 1 0 3 (4 tokens)``."""
+        """One line, e.g. ``text: 0 2 6 (8 tokens) | image: 1 0 3 + groups 2@0 (to the end) (6 tokens)``."""
         parts = []
         for tower in TOWERS:
             lengths = " ".join(str(n) for n in self.lengths(tower))
-            parts.append(f"{tower}: {lengths} ({self.total_tokens(tower)} tokens)")
+            groups = self.groups(tower)
+            listed = f" + groups {', '.join(g.describe() for g in groups)}" if groups else ""
+            parts.append(f"{tower}: {lengths}{listed} ({self.total_tokens(tower)} tokens)")
         return " | ".join(parts)
 
     def to_dict(self) -> dict[str, Any]:
@@ -167,6 +302,8 @@ class PromptArchitecture:
             "text_lengths": list(self.text_lengths),
             "image_lengths": list(self.image_lengths),
             "model": None if self.model is None else asdict(self.model),
+            "text_groups": [g.to_dict() for g in self.text_groups],
+            "image_groups": [g.to_dict() for g in self.image_groups],
         }
 
     @classmethod
@@ -177,23 +314,33 @@ class PromptArchitecture:
         if data.get("format") != FORMAT_NAME:
             raise ArchitectureError(f"{source}: not a DPL architecture (expected \"format\": \"{FORMAT_NAME}\")")
         version = data.get("version")
-        if version not in (1, FORMAT_VERSION):
-            raise ArchitectureError(f"{source}: unsupported version {version!r}, expected 1 or {FORMAT_VERSION}")
+        if version not in (1, 2, FORMAT_VERSION):
+            raise ArchitectureError(f"{source}: unsupported version {version!r}, expected 1 to {FORMAT_VERSION}")
         expected = {"format", "version", "backbone", "candidates", "text_lengths", "image_lengths"}
         if version >= 2:
             expected.add("model")
+        if version >= 3:
+            expected |= {"text_groups", "image_groups"}
         missing = sorted(expected - set(data))
         unknown = sorted(set(data) - expected)
         if missing or unknown:
             raise ArchitectureError(f"{source}: missing keys {missing}, unknown keys {unknown}")
         model = data.get("model")
         try:
+            groups = {}
+            for tower in TOWERS:
+                listed = data.get(f"{tower}_groups", [])
+                if not isinstance(listed, list):
+                    raise ArchitectureError(f"\"{tower}_groups\" must be a list, got {listed!r}")
+                groups[tower] = tuple(TokenGroup.from_dict(g, f"{tower}_groups[{i}]") for i, g in enumerate(listed))
             return cls(
                 text_lengths=data["text_lengths"],
                 image_lengths=data["image_lengths"],
                 candidates=data["candidates"],
                 backbone=data["backbone"],
                 model=None if model is None else ModelShape.from_dict(model, source),
+                text_groups=groups["text"],
+                image_groups=groups["image"],
             )
         except ArchitectureError as error:
             raise ArchitectureError(f"{source}: {error}") from None
@@ -278,3 +425,25 @@ def uniform(
         candidates=tuple(sorted({0, length})),
         backbone=backbone,
     )
+
+
+def deep_prompt_groups(count: int, depth: int, init: str = "", source: str = "learned") -> tuple[TokenGroup, ...]:
+    """Deep prompts as VPT-deep, IVLP and MaPLe define them: ``count`` tokens in each of the
+    first ``depth`` blocks, each set replacing the previous block's in the same slots (lifetime
+    1); the last prompted block's tokens stay in the sequence to the tower's end.
+
+    Args:
+        init: the block-0 tokens' init words (text tower); deeper tokens start random.
+        source: ``coupled`` for MaPLe's image side (a map of the text group of each block).
+    """
+    if depth < 1:
+        raise ArchitectureError(f"deep prompts need a depth >= 1, got {depth}")
+    return tuple(
+        TokenGroup(block, count, None if block == depth - 1 else 1, source, init if block == 0 else "")
+        for block in range(depth)
+    )
+
+
+def context_group(count: int, init: str = "", per_class: bool = False) -> tuple[TokenGroup, ...]:
+    """CoOp's context: ``count`` text tokens after SOT from block 0 to the end."""
+    return (TokenGroup(0, count, None, init=init, per_class=per_class),)

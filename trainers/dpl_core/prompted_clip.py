@@ -32,14 +32,16 @@ Core module: imports only torch and clip (through the architecture dataclass, pu
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
+from clip import clip
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from .architecture import TOWERS, PromptArchitecture
+from .token_prompts import TokenSchedule, TowerTokens, coupled_sources, identical_copies
 
 # Automatic class chunking (TRAINER.DPL.CLASS_CHUNK_SIZE 0): chunks of this many length-sorted
 # class prompts, recomputed in backward once there are more classes than RECOMPUTE_ABOVE_CLASSES
@@ -270,6 +272,7 @@ def run_block(
     segments: Tensor | None = None,
     mixture: Tensor | None = None,
     pooled: Tensor | None = None,
+    query_index: Tensor | None = None,
 ) -> Tensor:
     """One CLIP residual block with prompts as extra keys/values.
 
@@ -282,9 +285,13 @@ def run_block(
         pooled: ``[batch]`` position of the one output per row that is still needed (the
             tower's last block): only that position is queried and sent through the MLP, every
             position still serves as key/value. None computes every position.
+        query_index: ``[queries]`` positions whose outputs are read later, the same in every
+            row (prompt tokens in the last block of their life are left out); every position
+            still serves as key/value. None computes every position. Not with ``pooled``.
 
     Returns:
-        ``[batch, tokens, width]``, or ``[batch, 1, width]`` when ``pooled`` is given.
+        ``[batch, tokens, width]``, ``[batch, 1, width]`` when ``pooled`` is given, or
+        ``[batch, queries, width]`` with ``query_index``.
     """
     if prompts is not None:
         prompts = block.ln_1(prompts.to(x.dtype))
@@ -295,8 +302,107 @@ def run_block(
         x, queries = x[rows, pooled].unsqueeze(1), tokens[rows, pooled].unsqueeze(1)  # [B, 1, width]
         if key_mask is not None:
             key_mask = key_mask[pooled].unsqueeze(1).unsqueeze(1)  # [B, 1, 1, tokens]
+    elif query_index is not None:
+        x, queries = x[:, query_index], tokens[:, query_index]  # [B, Q, width]
+        if key_mask is not None:
+            key_mask = key_mask[query_index]  # [Q, tokens]
     x = x + prompted_attention(block.attn, queries, tokens, key_mask, prompts, segments, mixture)
     return x + block.mlp(block.ln_2(x))
+
+
+def join_key_value_prompts(prompts: Tensor | None, tokens: Tensor | None) -> Tensor | None:
+    """``[T, width]`` keys/values-only prompts of a block: DPL's prompts, then the token groups'."""
+    if tokens is None:
+        return prompts
+    return tokens if prompts is None else torch.cat([prompts.to(tokens.dtype), tokens])
+
+
+def init_word_vectors(clip_model: nn.Module, words: str, count: int) -> Tensor:
+    """``[count, width]`` token embeddings of the first ``count`` tokens of ``words`` (how CoOp,
+    IVLP and MaPLe start their context from "a photo of a")."""
+    tokens = clip.tokenize(words)[0]
+    available = int(tokens.argmax()) - 1  # between SOT and EOT
+    if count > available:
+        raise ValueError(f"init words '{words}' are {available} tokens, fewer than the group's {count}")
+    device = clip_model.token_embedding.weight.device
+    with torch.no_grad():
+        return clip_model.token_embedding(tokens[1 : 1 + count].to(device)).float().cpu()
+
+
+class TowerRun:
+    """A tower's token groups during one forward pass: where they enter the sequence, which
+    positions each block queries, and the keys/values-only tokens of each block.
+
+    Args:
+        schedule: the tower's :class:`TokenSchedule`.
+        values: per group, ``[count, width]`` tokens, or ``[classes, count, width]`` per class.
+        after_first: the prompt area starts after the first position (text: after SOT) rather
+            than after all real tokens (image).
+        entry: applied to the whole block-0 sequence once its tokens are in (text: add the
+            positional embeddings; image: ``ln_pre``), and to block-0 keys/values-only tokens.
+        rows: ``[batch]`` class of each row, for per-class groups (text).
+    """
+
+    def __init__(
+        self,
+        schedule: TokenSchedule,
+        values: Sequence[Tensor],
+        after_first: bool,
+        entry: Callable[[Tensor], Tensor],
+        rows: Tensor | None = None,
+    ) -> None:
+        self.schedule = schedule
+        self.values = values
+        self.after_first = after_first
+        self.entry = entry
+        self.rows = rows
+        self.start = 1
+
+    def _tokens(self, groups: Sequence[int], batch: int, dtype: torch.dtype) -> Tensor:
+        parts = []
+        for index in groups:
+            value = self.values[index].to(dtype)
+            if value.dim() == 3:  # per class
+                parts.append(value if self.rows is None else value[self.rows])
+            else:
+                parts.append(value.expand(batch, -1, -1))
+        return torch.cat(parts, dim=1)
+
+    def enter(self, x: Tensor, block: int) -> Tensor:
+        """``x`` ``[batch, n, width]`` (block 0: the real tokens; later: the previous block's
+        output) with this block's entering tokens in the prompt area."""
+        entries = self.schedule[block]
+        if block == 0:
+            self.start = 1 if self.after_first else x.shape[1]
+        if entries.enter:
+            at = self.start + (self.schedule.area_after(block - 1) if block else 0)
+            new = self._tokens(entries.enter, x.shape[0], x.dtype)
+            x = torch.cat([x[:, :at], new, x[:, at:]], dim=1)
+        return self.entry(x) if block == 0 else x
+
+    def kv_only(self, block: int, dtype: torch.dtype) -> Tensor | None:
+        """``[tokens, width]`` keys/values-only tokens of ``block`` (raw, before ``ln_1``), or None."""
+        groups = self.schedule[block].kv_only
+        if not groups:
+            return None
+        tokens = torch.cat([self.values[i].to(dtype) for i in groups])
+        return self.entry(tokens) if block == 0 else tokens
+
+    def query_index(self, block: int, length: int, device: torch.device) -> Tensor | None:
+        """``[queries]`` positions of a ``length``-long sequence that ``block`` must compute
+        (all but the prompt tokens in their last block), or None for all of them."""
+        read = self.schedule[block].read
+        if all(read):
+            return None
+        area = torch.tensor(read, device=device)
+        keep = torch.ones(length, dtype=torch.bool, device=device)
+        keep[self.start : self.start + len(read)] = area
+        return keep.nonzero().squeeze(1)
+
+    def pooled(self, pooled: Tensor) -> Tensor:
+        """Pooling positions of the real tokens, moved past the last block's prompt area."""
+        shift = self.schedule[self.schedule.depth - 1].area
+        return pooled + shift * (pooled >= self.start)
 
 
 class TowerPrompts(nn.Module):
@@ -397,6 +503,9 @@ class PromptedCLIP(nn.Module):
         image_prompts: TowerPrompts | CandidatePrompts,
         arch_weights: ArchitectureWeights | None = None,
         activation_checkpointing: bool = False,
+        text_tokens: TowerTokens | None = None,
+        image_tokens: TowerTokens | None = None,
+        couplings: dict[str, dict[int, int]] | None = None,
     ) -> None:
         super().__init__()
         self.clip_model = clip_model.requires_grad_(False)
@@ -405,25 +514,62 @@ class PromptedCLIP(nn.Module):
         self.arch_weights = arch_weights
         self.activation_checkpointing = activation_checkpointing
         text_depth, image_depth = tower_depths(clip_model)
+        self.text_tokens = text_tokens if text_tokens is not None else TowerTokens((), tower_width(clip_model, "text"))
+        self.image_tokens = image_tokens if image_tokens is not None else TowerTokens((), tower_width(clip_model, "image"))
+        self.couplings = {"text": {}, "image": {}, **(couplings or {})}
+        # Lifetime-1 image tokens are keys/values only; text tokens stay positions (masked from SOT).
+        self.schedules = {
+            "text": TokenSchedule(self.text_tokens.groups, text_depth, kv_only_single_block=False),
+            "image": TokenSchedule(self.image_tokens.groups, image_depth, kv_only_single_block=True),
+        }
+        if arch_weights is not None and (self.text_tokens.groups or self.image_tokens.groups):
+            raise ValueError("the length-search supernet takes no token groups")
         for tower, prompts, depth in (("text", text_prompts, text_depth), ("image", image_prompts, image_depth)):
             if len(prompts.prompts) != depth:
                 raise ValueError(f"{tower} prompts cover {len(prompts.prompts)} blocks; the {tower} tower has {depth}")
         if isinstance(text_prompts, CandidatePrompts) != (arch_weights is not None):
             raise ValueError("candidate prompts and architecture weights go together (supernet) or not at all")
         context = clip_model.positional_embedding.shape[0]
-        causal = torch.ones(context, context, dtype=torch.bool).tril()
-        self.register_buffer("causal_mask", causal, persistent=False)  # [context, context], True = visible
+        longest = context + sum(g.count for g in self.text_tokens.groups)  # every text token alive at once
+        causal = torch.ones(longest, longest, dtype=torch.bool).tril()
+        self.register_buffer("causal_mask", causal, persistent=False)  # [longest, longest], True = visible
 
     @classmethod
     def fixed(
-        cls, clip_model: nn.Module, architecture: PromptArchitecture, init_std: float = 0.02, **kwargs
+        cls,
+        clip_model: nn.Module,
+        architecture: PromptArchitecture,
+        init_std: float = 0.02,
+        num_classes: int = 0,
+        identical_coupling_init: bool = True,
+        **kwargs,
     ) -> "PromptedCLIP":
-        """Training-stage model with exactly the lengths of ``architecture``."""
+        """Training-stage model with exactly the prompts of ``architecture``.
+
+        Args:
+            num_classes: rows of per-class token groups (CoOp's class-specific context).
+            identical_coupling_init: coupled maps of blocks >= 1 start as copies of one map
+                (MaPLe's deep copies); otherwise each has its own random start.
+        """
         architecture.check_fits(*tower_depths(clip_model))
+        widths = {tower: tower_width(clip_model, tower) for tower in TOWERS}
+        couplings = {tower: coupled_sources(architecture, tower) for tower in TOWERS}
+        tokens = {}
+        for tower in TOWERS:
+            other = "image" if tower == "text" else "text"
+            groups = architecture.groups(tower)
+            init = {i: init_word_vectors(clip_model, g.init, g.count) for i, g in enumerate(groups) if g.init}
+            sources = {i: widths[other] for i in couplings[tower]}
+            tokens[tower] = TowerTokens(groups, widths[tower], init_std, num_classes, init, sources)
+            if identical_coupling_init:
+                identical_copies([m for i, m in tokens[tower].maps.items() if groups[int(i)].block > 0])
         return cls(
             clip_model,
-            TowerPrompts(architecture.text_lengths, tower_width(clip_model, "text"), init_std),
-            TowerPrompts(architecture.image_lengths, tower_width(clip_model, "image"), init_std),
+            TowerPrompts(architecture.text_lengths, widths["text"], init_std),
+            TowerPrompts(architecture.image_lengths, widths["image"], init_std),
+            text_tokens=tokens["text"],
+            image_tokens=tokens["image"],
+            couplings=couplings,
             **kwargs,
         )
 
@@ -453,29 +599,43 @@ class PromptedCLIP(nn.Module):
         return self.clip_model.visual.conv1.weight.dtype
 
     def prompt_parameters(self) -> list[nn.Parameter]:
-        """The learned prompt vectors of both towers."""
-        return list(self.text_prompts.parameters()) + list(self.image_prompts.parameters())
+        """Everything learned: prompt vectors, group tokens and coupling maps of both towers."""
+        return [p for module in (self.text_prompts, self.image_prompts, self.text_tokens, self.image_tokens)
+                for p in module.parameters()]  # fmt: skip
 
-    def _run_tower(self, tower: str, x: Tensor, key_mask: Tensor | None, pooled: Tensor | None = None) -> Tensor:
-        """Run ``x`` ``[batch, tokens, width]`` through every block of ``tower``.
+    def _tower_run(self, tower: str, entry: Callable[[Tensor], Tensor], rows: Tensor | None = None) -> TowerRun:
+        """The token groups of ``tower`` for one forward pass (see :class:`TowerRun`)."""
+        own, other = (self.text_tokens, self.image_tokens) if tower == "text" else (self.image_tokens, self.text_tokens)
+        values = own.values(other, self.couplings[tower])
+        return TowerRun(self.schedules[tower], values, after_first=tower == "text", entry=entry, rows=rows)
 
-        With ``pooled`` (``[batch]`` positions) the last block computes only those positions,
-        since nothing else reaches the features, and ``[batch, width]`` is returned.
+    def _run_tower(self, tower: str, x: Tensor, run: TowerRun, pooled: Tensor | None = None) -> Tensor:
+        """Run ``x`` ``[batch, tokens, width]`` (the real tokens, before the tower's entry
+        transform) through every block of ``tower``, with the token groups of ``run``.
+
+        With ``pooled`` (``[batch]`` positions among the real tokens) the last block computes
+        only those positions, since nothing else reaches the features, and ``[batch, width]``
+        is returned.
         """
         prompts = self.text_prompts if tower == "text" else self.image_prompts
         mixture = self.arch_weights.mixture(tower) if self.arch_weights is not None else None
         use_checkpoint = self.activation_checkpointing and torch.is_grad_enabled()
         blocks = tower_blocks(self.clip_model, tower)
+        last = len(blocks) - 1
         for index, block in enumerate(blocks):
+            x = run.enter(x, index)
+            length = x.shape[1]
+            key_mask = self.causal_mask[:length, :length] if tower == "text" else None
             block_prompts, segments = prompts.block_inputs(index)
+            block_prompts = join_key_value_prompts(block_prompts, run.kv_only(index, x.dtype))
             weights = mixture[index] if mixture is not None else None
-            keep = pooled if index == len(blocks) - 1 else None
+            keep = run.pooled(pooled) if index == last and pooled is not None else None
+            queries = run.query_index(index, length, x.device) if keep is None else None
+            arguments = (block, x, key_mask, block_prompts, segments, weights, keep, queries)
             if use_checkpoint:
-                x = checkpoint(
-                    run_block, block, x, key_mask, block_prompts, segments, weights, keep, use_reentrant=False
-                )
+                x = checkpoint(run_block, *arguments, use_reentrant=False)
             else:
-                x = run_block(block, x, key_mask, block_prompts, segments, weights, keep)
+                x = run_block(*arguments)
         return x if pooled is None else x.squeeze(1)
 
     def encode_text(self, tokens: Tensor, chunk_size: int = 0, recompute_chunks: bool = False) -> Tensor:
@@ -519,18 +679,27 @@ class PromptedCLIP(nn.Module):
         recompute = recompute_chunks and torch.is_grad_enabled()
         features = []
         for index, length in chunks:
-            chunk = embeddings[index, :length], pooled[index]
+            chunk = embeddings[index, :length], pooled[index], index
             if recompute:
                 features.append(checkpoint(self._encode_text, *chunk, use_reentrant=False))
             else:
                 features.append(self._encode_text(*chunk))
         return torch.cat(features)[torch.argsort(order)]
 
-    def _encode_text(self, embeddings: Tensor, pooled: Tensor) -> Tensor:
+    def _encode_text(self, embeddings: Tensor, pooled: Tensor, rows: Tensor | None = None) -> Tensor:
+        """Features of ``embeddings`` ``[classes, n, width]`` pooled at ``pooled``; ``rows`` are
+        the classes of the rows (None: all classes in order) for per-class token groups."""
         model = self.clip_model
-        length = embeddings.shape[1]
-        x = embeddings.to(self.dtype) + model.positional_embedding[:length].to(self.dtype)  # [classes, n, width]
-        x = self._run_tower("text", x, self.causal_mask[:length, :length], pooled=pooled)  # [classes, width]
+        context = model.positional_embedding.shape[0]
+        inserted = self.schedules["text"][0].area  # only block-0 tokens take positional embeddings
+        if embeddings.shape[1] + inserted > context:
+            raise ValueError(
+                f"class prompts of {embeddings.shape[1]} tokens plus {inserted} prompt tokens after SOT exceed "
+                f"CLIP's context length {context}: shorten the class names or the template"
+            )
+        position = model.positional_embedding.to(self.dtype)
+        run = self._tower_run("text", lambda x: x + position[: x.shape[1]], rows)
+        x = self._run_tower("text", embeddings.to(self.dtype), run, pooled=pooled)  # [classes, width]
         return model.ln_final(x) @ model.text_projection
 
     def encode_image(self, images: Tensor) -> Tensor:
@@ -547,9 +716,8 @@ class PromptedCLIP(nn.Module):
         x = x.flatten(2).transpose(1, 2)  # [B, grid**2, width]
         cls_token = visual.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)
         x = torch.cat([cls_token, x], dim=1) + visual.positional_embedding.to(x.dtype)  # [B, grid**2 + 1, width]
-        x = visual.ln_pre(x)
         cls_position = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
-        x = self._run_tower("image", x, None, pooled=cls_position)  # [B, width]
+        x = self._run_tower("image", x, self._tower_run("image", visual.ln_pre), pooled=cls_position)  # [B, width]
         return visual.ln_post(x) @ visual.proj
 
     def logits(self, image_features: Tensor, text_features: Tensor) -> Tensor:

@@ -1,0 +1,295 @@
+"""Prompt tokens with lifetimes: the schedule, the format, and the engine against literal
+implementations (tests/literal_prompting.py) of CoOp, VPT-deep, IVLP, MaPLe and of any groups."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import literal_prompting as literal
+from trainers.dpl_core.architecture import (
+    ArchitectureError,
+    PromptArchitecture,
+    TokenGroup,
+    context_group,
+    deep_prompt_groups,
+)
+from trainers.dpl_core.prompted_clip import PromptedCLIP, tower_depths, truncate_tokens
+from trainers.dpl_core.tiny_clip import make_tiny_clip
+from trainers.dpl_core.token_prompts import TokenSchedule, TowerTokens
+
+NAMES = ["cat", "golden retriever", "red-winged blackbird"]
+RTOL = 1e-5
+
+
+@pytest.fixture(scope="module")
+def clip4():
+    """A tiny CLIP with 4 blocks per tower, so deep prompts can stop before the end."""
+    return make_tiny_clip(seed=0, vision_layers=4, transformer_layers=4).float().eval()
+
+
+@pytest.fixture(scope="module")
+def images():
+    return torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+
+
+def architecture(clip_model, text=(), image=(), text_lengths=None, image_lengths=None) -> PromptArchitecture:
+    text_depth, image_depth = tower_depths(clip_model)
+    lengths = sorted({0, *(text_lengths or ()), *(image_lengths or ())})
+    return PromptArchitecture(
+        tuple(text_lengths or (0,) * text_depth), tuple(image_lengths or (0,) * image_depth), candidates=tuple(lengths),
+        text_groups=tuple(text), image_groups=tuple(image),
+    )  # fmt: skip
+
+
+def randomise(model: PromptedCLIP, seed: int = 5) -> None:
+    """Move every learned tensor away from its start, so no test passes on a special value."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for param in model.prompt_parameters():
+            param.add_(torch.randn(param.shape, generator=generator) * 0.05)
+
+
+def engine_tokens(template: str) -> torch.Tensor:
+    return truncate_tokens(literal.tokenize([template.format(n) for n in NAMES]))
+
+
+def assert_close(actual: torch.Tensor, expected: torch.Tensor) -> None:
+    torch.testing.assert_close(actual, expected, rtol=RTOL, atol=RTOL * expected.abs().max().item())
+
+
+def compare_with_gradients(model: PromptedCLIP, engine_logits, literal_logits, parameters) -> None:
+    """Logits equal, and the gradients of one loss with respect to every learned tensor."""
+    assert_close(engine_logits, literal_logits)
+    labels = torch.arange(engine_logits.shape[0]) % engine_logits.shape[1]
+    grads_engine = torch.autograd.grad(torch.nn.functional.cross_entropy(engine_logits, labels), parameters)
+    grads_literal = torch.autograd.grad(torch.nn.functional.cross_entropy(literal_logits, labels), parameters)
+    for a, b in zip(grads_engine, grads_literal):
+        assert b.abs().max() > 0
+        assert_close(a, b)
+
+
+# ----------------------------------------------------------------------------- schedule and format
+
+
+def test_schedule_on_a_hand_worked_case():
+    groups = [TokenGroup(0, 2, None), TokenGroup(1, 1, 1), TokenGroup(1, 2, 2)]
+    text = TokenSchedule(groups, depth=4, kv_only_single_block=False)
+    assert [b.enter for b in text.blocks] == [(0,), (1, 2), (), ()]
+    assert [b.kv_only for b in text.blocks] == [(), (), (), ()]
+    assert [b.read for b in text.blocks] == [
+        (True, True),
+        (True, True, False, True, True),  # group 1 lives one block: keys/values only
+        (True, True, False, False),  # group 2 in its last block
+        (False, False),  # the tower's last block reads nothing of the prompts
+    ]
+    image = TokenSchedule(groups, depth=4, kv_only_single_block=True)
+    assert image[1].enter == (2,) and image[1].kv_only == (1,) and image[1].read == (True, True, True, True)
+    assert [image.area_after(b) for b in range(4)] == [2, 4, 2, 0]
+
+
+def test_deep_prompt_groups_and_context_group():
+    groups = deep_prompt_groups(2, 3, init="a photo of a")
+    assert [(g.block, g.count, g.lifetime, g.init) for g in groups] == [(0, 2, 1, "a photo of a"), (1, 2, 1, ""), (2, 2, None, "")]
+    assert context_group(4, per_class=True) == (TokenGroup(0, 4, None, per_class=True),)
+
+
+def test_format_round_trip_and_older_versions(tmp_path):
+    arch = PromptArchitecture(
+        (0, 1, 0), (0, 0), candidates=(0, 1),
+        text_groups=deep_prompt_groups(2, 2, init="a photo"), image_groups=deep_prompt_groups(2, 2, source="coupled"),
+    )  # fmt: skip
+    path = tmp_path / "arch.json"
+    arch.save(path)
+    data = json.loads(path.read_text())
+    assert data["version"] == 3 and data["image_groups"][0]["source"] == "coupled"
+    assert PromptArchitecture.load(path) == arch
+    for version, extra in ((1, {}), (2, {"model": None})):
+        old = {k: data[k] for k in ("format", "backbone", "candidates", "text_lengths", "image_lengths")}
+        loaded = PromptArchitecture.from_dict({**old, **extra, "version": version})
+        assert loaded.text_groups == () and loaded.text_lengths == (0, 1, 0)
+    assert "2@0 (1 block, init 'a photo')" in arch.summary()
+
+
+@pytest.mark.parametrize(
+    "text, image, message",
+    [
+        ((), (TokenGroup(1, 2, 1, "coupled"),), "no learned group entering at block 1"),
+        ((TokenGroup(1, 3, 1),), (TokenGroup(1, 2, 1, "coupled"),), "has 3 tokens, not 2"),
+        ((TokenGroup(1, 2, 3),), (), "would live to block 3, past the text tower's last block 2"),
+        ((TokenGroup(3, 2, 1),), (), "enters at block 3, but the text tower has 3 blocks"),
+        ((), (TokenGroup(0, 2, 1, init="a photo"),), "text tower only"),
+    ],
+)
+def test_format_refuses_what_it_cannot_express(text, image, message):
+    with pytest.raises(ArchitectureError, match=message):
+        PromptArchitecture((0, 0, 0), (0, 0), candidates=(0,), text_groups=text, image_groups=image)
+
+
+def test_format_refuses_bad_group_fields():
+    for bad, message in (({"block": 0, "count": 0}, "count must be an integer >= 1"),
+                         ({"block": 0, "count": 1, "lifetime": 0}, "lifetime must be"),
+                         ({"block": 0, "count": 1, "colour": 1}, "keys"),
+                         ({"block": 0, "count": 1, "source": "coupled", "init": "a"}, "takes no init")):  # fmt: skip
+        data = PromptArchitecture((0,), (0,), candidates=(0,)).to_dict()
+        with pytest.raises(ArchitectureError, match=message):
+            PromptArchitecture.from_dict({**data, "text_groups": [bad]})
+
+
+# ----------------------------------------------------------------------------- the methods, exactly
+
+
+@pytest.mark.parametrize("variant", ["random16", "init4", "class_specific"])
+def test_coop_equals_its_definition(clip4, images, variant):
+    count, init, per_class = {"random16": (16, "", False), "init4": (4, "a photo of a", False),
+                              "class_specific": (8, "", True)}[variant]  # fmt: skip
+    model = PromptedCLIP.fixed(clip4, architecture(clip4, text=context_group(count, init, per_class)), num_classes=len(NAMES))
+    randomise(model)
+    ctx = model.text_tokens.learned(0)
+    if init:  # the init words' embeddings start the context, as CoOp's
+        start = clip4.token_embedding(literal.tokenize([init]))[0, 1 : 1 + count]
+        assert ctx.shape == start.shape
+    prefix = init or " ".join(["X"] * count)
+    tokenized = literal.tokenize([f"{prefix} {name}." for name in NAMES])
+    expected = literal.logits(clip4, clip4.encode_image(images), literal.slotted_text_features(clip4, tokenized, ctx))
+    compare_with_gradients(model, model(images, engine_tokens("{}.")), expected, [ctx])
+
+
+def test_coop_init_words_start_the_context(clip4):
+    model = PromptedCLIP.fixed(clip4, architecture(clip4, text=context_group(4, "a photo of a")))
+    start = clip4.token_embedding(literal.tokenize(["a photo of a"]))[0, 1:5]
+    torch.testing.assert_close(model.text_tokens.learned(0), start, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("depth", [4, 2])
+def test_vpt_deep_equals_its_definition(clip4, images, depth):
+    model = PromptedCLIP.fixed(clip4, architecture(clip4, image=deep_prompt_groups(3, depth)))
+    randomise(model)
+    prompts = [model.image_tokens.learned(i) for i in range(depth)]
+    text = clip4.encode_text(literal.tokenize([f"a photo of a {n}." for n in NAMES]))
+    expected = literal.logits(clip4, literal.deep_image_features(clip4, images, prompts[0], prompts[1:]), text)
+    compare_with_gradients(model, model(images, engine_tokens("a photo of a {}.")), expected, prompts)
+
+
+@pytest.mark.parametrize("depth", [4, 3])
+def test_ivlp_equals_its_definition(clip4, images, depth):
+    arch = architecture(clip4, text=deep_prompt_groups(2, depth, init="a photo of a"), image=deep_prompt_groups(2, depth))
+    model = PromptedCLIP.fixed(clip4, arch)
+    randomise(model)
+    text = [model.text_tokens.learned(i) for i in range(depth)]
+    image = [model.image_tokens.learned(i) for i in range(depth)]
+    tokenized = literal.tokenize([f"a photo of a {n}." for n in NAMES])  # "a photo" are the 2 slots
+    expected = literal.logits(
+        clip4, literal.deep_image_features(clip4, images, image[0], image[1:]),
+        literal.slotted_text_features(clip4, tokenized, text[0], text[1:]),
+    )  # fmt: skip
+    compare_with_gradients(model, model(images, engine_tokens("of a {}.")), expected, text + image)
+
+
+@pytest.mark.parametrize("depth", [3, 1])
+def test_maple_equals_its_definition(clip4, images, depth):
+    arch = architecture(
+        clip4, text=deep_prompt_groups(2, depth, init="a photo of a"), image=deep_prompt_groups(2, depth, source="coupled")
+    )
+    model = PromptedCLIP.fixed(clip4, arch)
+    randomise(model)
+    text = [model.text_tokens.learned(i) for i in range(depth)]
+    maps = [model.image_tokens.maps[str(i)] for i in range(depth)]
+    image = [m(t) for m, t in zip(maps, text)]  # MaPLe: image prompts are maps of the text prompts
+    tokenized = literal.tokenize([f"a photo of a {n}." for n in NAMES])
+    expected = literal.logits(
+        clip4, literal.deep_image_features(clip4, images, image[0], image[1:]),
+        literal.slotted_text_features(clip4, tokenized, text[0], text[1:]),
+    )  # fmt: skip
+    parameters = text + [p for m in maps for p in m.parameters()]
+    compare_with_gradients(model, model(images, engine_tokens("of a {}.")), expected, parameters)
+
+
+def test_maple_deep_maps_start_identical_unless_asked_otherwise(clip4):
+    arch = architecture(
+        clip4, text=deep_prompt_groups(2, 4, init="a photo of a"), image=deep_prompt_groups(2, 4, source="coupled")
+    )
+    torch.manual_seed(0)
+    maps = PromptedCLIP.fixed(clip4, arch).image_tokens.maps
+    assert all(torch.equal(maps["1"].weight, maps[k].weight) for k in ("2", "3"))
+    assert not torch.equal(maps["0"].weight, maps["1"].weight)  # block 0 has its own map, as MaPLe's proj
+    maps = PromptedCLIP.fixed(clip4, arch, identical_coupling_init=False).image_tokens.maps
+    assert not torch.equal(maps["1"].weight, maps["2"].weight)
+
+
+# ----------------------------------------------------------------------------- any groups
+
+
+MIXED_TEXT = (TokenGroup(0, 2, None), TokenGroup(1, 2, 1), TokenGroup(1, 1, 2), TokenGroup(2, 1, 1, per_class=True))
+MIXED_IMAGE = (TokenGroup(0, 1, 2), TokenGroup(1, 2, 1, "coupled"), TokenGroup(1, 1, None), TokenGroup(3, 2, 1))
+
+
+def test_mixed_lifetimes_in_both_towers_equal_the_literal_sequence(clip4, images):
+    model = PromptedCLIP.fixed(clip4, architecture(clip4, MIXED_TEXT, MIXED_IMAGE), num_classes=len(NAMES))
+    randomise(model)
+    text_values = model.text_tokens.values(model.image_tokens, model.couplings["text"])
+    image_values = model.image_tokens.values(model.text_tokens, model.couplings["image"])
+    tokenized = literal.tokenize([f"a photo of a {n}." for n in NAMES])
+    expected = literal.logits(
+        clip4, literal.literal_groups_image(clip4, images, MIXED_IMAGE, image_values),
+        literal.literal_groups_text(clip4, tokenized, MIXED_TEXT, text_values),
+    )  # fmt: skip
+    learned = [p for p in model.prompt_parameters() if p.numel()]  # DPL's prompts are empty here
+    compare_with_gradients(model, model(images, engine_tokens("a photo of a {}.")), expected, learned)
+
+
+def test_chunks_and_checkpointing_leave_groups_exact(clip4, images):
+    arch = architecture(clip4, MIXED_TEXT, MIXED_IMAGE)
+    model = PromptedCLIP.fixed(clip4, arch, num_classes=len(NAMES))
+    randomise(model)
+    tokens = engine_tokens("a photo of a {}.")
+    reference = model(images, tokens)
+    assert_close(model(images, tokens, chunk_size=2), reference)  # rows regrouped: per-class tokens follow them
+    model.activation_checkpointing = True
+    assert_close(model(images, tokens), reference)
+
+
+def test_single_block_image_tokens_are_dpl_key_value_prompts(clip4, images):
+    """An image group of lifetime 1 entering at block b >= 1 is exactly DPL's prompts of block b."""
+    depth = tower_depths(clip4)[1]
+    lengths = (0, 3, 0, 2)[:depth]
+    grouped = PromptedCLIP.fixed(clip4, architecture(clip4, image=(TokenGroup(1, 3, 1), TokenGroup(3, 2, 1))))
+    dpl = PromptedCLIP.fixed(clip4, architecture(clip4, image_lengths=lengths))
+    randomise(grouped)
+    with torch.no_grad():
+        dpl.image_prompts.prompts[1].copy_(grouped.image_tokens.learned(0))
+        dpl.image_prompts.prompts[3].copy_(grouped.image_tokens.learned(1))
+    torch.testing.assert_close(grouped.encode_image(images), dpl.encode_image(images), rtol=0, atol=0)
+
+
+def test_no_groups_leaves_the_text_tower_untouched(clip4):
+    model = PromptedCLIP.fixed(clip4, architecture(clip4))
+    tokens = engine_tokens("a photo of a {}.")
+    torch.testing.assert_close(model.encode_text(tokens), clip4.encode_text(literal.tokenize([f"a photo of a {n}." for n in NAMES])),
+                               rtol=RTOL, atol=1e-5)  # fmt: skip
+
+
+def test_too_long_a_class_prompt_is_one_clear_error(clip4):
+    model = PromptedCLIP.fixed(clip4, architecture(clip4, text=context_group(16)))
+    long_name = " ".join(["word"] * 62)
+    tokens = literal.tokenize([f"{long_name}."])
+    with pytest.raises(ValueError, match="plus 16 prompt tokens after SOT exceed CLIP's context length 77"):
+        model.encode_text(tokens)
+
+
+def test_learned_parameter_counts_at_vit_b16_widths():
+    """The originals' counts at ViT-B/16 (text width 512, image width 768, 12 blocks each)."""
+
+    def count(text, image):
+        text_tokens = TowerTokens(text, 512)
+        sources = {i: 512 for i, g in enumerate(image) if g.source == "coupled"}
+        image_tokens = TowerTokens(image, 768, source_widths=sources)
+        return sum(p.numel() for m in (text_tokens, image_tokens) for p in m.parameters())
+
+    assert count(context_group(16), ()) == 8_192  # CoOp, 16 tokens
+    assert count(context_group(4, "a photo of a"), ()) == 2_048
+    assert count((), deep_prompt_groups(8, 12)) == 73_728  # VPT-deep, 8 tokens x 12 blocks
+    assert count(deep_prompt_groups(2, 12, "a photo of a"), deep_prompt_groups(2, 12)) == 30_720  # IVLP 2+2
+    assert count(deep_prompt_groups(2, 9, "a photo of a"), deep_prompt_groups(2, 9, source="coupled")) == 3_555_072  # MaPLe
