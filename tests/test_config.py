@@ -43,7 +43,7 @@ def set_key(cfg, key: str, value) -> None:
 def test_the_defaults_and_every_shipped_yaml_are_valid():
     validate(defaults())
     for root, _, files in os.walk(os.path.join(REPO, "configs")):
-        for name in files:
+        for name in (f for f in files if f.endswith(".yaml")):  # configs/architectures/ holds JSON
             cfg = defaults()
             cfg.merge_from_file(os.path.join(root, name))
             validate(cfg)
@@ -77,6 +77,18 @@ CONFIG_VALUES = {
     "DPLSearch/vit_b16_reference_ep20_batch4_b2n": {"OPTIM.MAX_EPOCH": 20, "OPTIM.LR": 0.0045, "TRAINER.DPL.PREC": "fp32",
                                                     "TRAINER.DPLSEARCH.MAX_LENGTH": 4,
                                                     "TRAINER.DPLSEARCH.ALPHA_BATCH_SIZE": 100},
+    # baseline presets on the engine ("original": the method's own repository's config)
+    "DPL/coop_16ctx_vit_b16_ep50": {"OPTIM.MAX_EPOCH": 50, "OPTIM.LR": 0.002, "DATALOADER.TRAIN_X.BATCH_SIZE": 32,
+                                    "TRAINER.DPL.ARCH_FILE": "configs/architectures/coop_16ctx.json"},
+    "DPL/coop_16ctx_vit_b16_ep200": {"OPTIM.MAX_EPOCH": 200, "OPTIM.LR": 0.002},
+    "DPL/vpt_deep_8ctx_depth12_ep5_batch4": {"OPTIM.MAX_EPOCH": 5, "OPTIM.LR": 0.0025, "TRAINER.DPL.PREC": "fp32",
+                                             "TRAINER.DPL.TEXT_TEMPLATES": ["a photo of a {}."]},
+    "DPL/ivlp_2+2ctx_depth12_ep5_batch4": {"OPTIM.LR": 0.0035, "TRAINER.DPL.TEXT_TEMPLATES": ["of a {}."]},
+    "DPL/ivlp_4ctx_text_only_depth12_ep5_batch4": {"OPTIM.LR": 0.0025, "TRAINER.DPL.TEXT_TEMPLATES": ["{}."]},
+    "DPL/maple_2ctx_depth9_ep5_batch4": {"OPTIM.MAX_EPOCH": 5, "OPTIM.LR": 0.0035, "DATALOADER.TRAIN_X.BATCH_SIZE": 4,
+                                         "TRAINER.DPL.COUPLING_INIT": "copies"},
+    "DPL/maple_2ctx_depth3_ep2_batch4_cross": {"OPTIM.MAX_EPOCH": 2, "OPTIM.LR": 0.0026,
+                                               "TRAINER.DPL.ARCH_FILE": "configs/architectures/maple_2ctx_depth3.json"},
 }  # fmt: skip
 
 
@@ -102,7 +114,8 @@ def test_the_paper_and_reference_training_stages_are_the_same_run_settings():
 
 
 def test_every_value_of_the_trainer_configs_names_its_source():
-    source = re.compile(r"#\s*(paper\b|reference code \(|ours: )")
+    # "original (FILE)": a baseline preset's value from its method's own repository.
+    source = re.compile(r"#\s*(paper\b|reference code \(|ours: |original\b)")
     configs = os.path.join(REPO, "configs", "trainers")
     for trainer in ("DPLSearch", "DPL"):
         for name in sorted(os.listdir(os.path.join(configs, trainer))):

@@ -297,3 +297,48 @@ def test_best_val_copy_keeps_the_resume_pointer_on_the_last_epoch(tmp_path, data
     pointer = tmp_path / "run" / "prompt_learner" / "checkpoint"
     assert pointer.read_text().strip() == "model.pth.tar-3"
     assert (tmp_path / "run" / "prompt_learner" / "model-best.pth.tar").exists()
+
+
+def test_token_group_presets_train_save_and_load(tmp_path, data_root, tiny_checkpoint, capsys):
+    """A MaPLe-like architecture (coupled maps) and CoOp's class-specific context, through DPL."""
+    from trainers.dpl_core.architecture import TokenGroup, deep_prompt_groups
+
+    arch = tmp_path / "maple_tiny.json"
+    PromptArchitecture(
+        (0, 0, 0), (0, 0), candidates=(0,),
+        text_groups=deep_prompt_groups(2, 2, init="a photo of a") + (TokenGroup(2, 1, 1, per_class=True),),
+        image_groups=deep_prompt_groups(2, 2, source="coupled"),
+    ).save(arch)  # fmt: skip
+    out = tmp_path / "train"
+    argv = run_args("DPL", out, data_root, tiny_checkpoint, "TRAINER.DPL.ARCH_FILE", str(arch),
+                    "TRAINER.DPL.TEXT_TEMPLATES", "['of a {}.']")  # fmt: skip
+    trainer = make_trainer(argv)
+    model = trainer.model
+    classes = len(trainer.dm.dataset.classnames)
+    # text: 2 x 2 tokens x 192 + one per-class token; image: two maps 192 -> 128
+    expected = 4 * 192 + classes * 192 + 2 * (192 * 128 + 128)
+    assert sum(p.numel() for p in trainer._models["prompt_learner"].parameters()) == expected
+    assert f"# learned parameters: {expected:,}" in capsys.readouterr().out
+    learned = [p for p in model.prompt_parameters() if p.numel()]  # DPL's key/value prompts are empty here
+    before = [p.detach().clone() for p in learned]
+    trainer.train()
+    after = [p.detach().clone() for p in learned]
+    assert all(not torch.equal(a, b) for a, b in zip(before, after)), "every learned tensor trained"
+    saved = torch.load(out / "prompt_learner" / "model.pth.tar-2", weights_only=True)["state_dict"]
+    assert {"text_tokens.tokens.0", "text_tokens.tokens.2", "image_tokens.maps.1.weight"} <= set(saved)
+
+    evaluator = make_trainer(run_args("DPL", tmp_path / "eval", data_root, tiny_checkpoint, "TRAINER.DPL.ARCH_FILE",
+                                      str(arch), "TRAINER.DPL.TEXT_TEMPLATES", "['of a {}.']"))  # fmt: skip
+    evaluator.load_model(str(out), epoch=2)
+    for a, b in zip([p for p in evaluator.model.prompt_parameters() if p.numel()], after):
+        assert torch.equal(a.detach(), b)
+
+
+def test_token_groups_refuse_the_averaged_text_input(tmp_path, data_root, tiny_checkpoint):
+    from trainers.dpl_core.architecture import context_group
+
+    arch = tmp_path / "coop_tiny.json"
+    PromptArchitecture((0, 0, 0), (0, 0), candidates=(0,), text_groups=context_group(4)).save(arch)
+    with pytest.raises(ConfigError, match="TEXT_INPUT must be 'templates'"):
+        make_trainer(run_args("DPL", tmp_path / "x", data_root, tiny_checkpoint, "TRAINER.DPL.ARCH_FILE", str(arch),
+                              "TRAINER.DPL.TEXT_INPUT", "averaged_template_embeddings"))  # fmt: skip

@@ -1,8 +1,9 @@
-"""``DPL``: trains CLIP's deep prompts with a fixed per-block architecture.
+"""``DPL``: trains CLIP's prompts with a fixed architecture.
 
-The architecture comes from a search's ``arch.json`` (``TRAINER.DPL.ARCH_FILE``) or from
-explicit per-block lists (``TRAINER.DPL.TEXT_LENGTHS`` / ``IMAGE_LENGTHS``), which also
-express hand-designed deep prompts (VPT-deep, IVLP) for baselines on the same engine.
+The architecture comes from an ``arch.json`` (``TRAINER.DPL.ARCH_FILE``): a search's, or one of
+the hand-designed presets in ``configs/architectures/`` (CoOp, VPT-deep, IVLP, MaPLe as token
+groups), or from explicit per-block key/value prompt lengths (``TRAINER.DPL.TEXT_LENGTHS`` /
+``IMAGE_LENGTHS``).
 """
 
 from __future__ import annotations
@@ -45,6 +46,11 @@ class DPL(DPLTrainerBase):
     def check_cfg(self, cfg) -> None:
         super().check_cfg(cfg)
         self.prompt_architecture = architecture_from_cfg(cfg)
+        if self.prompt_architecture.text_groups and cfg.TRAINER.DPL.TEXT_INPUT != "templates":
+            raise ConfigError(
+                f"{cfg.TRAINER.DPL.ARCH_FILE}: text token groups sit among the class prompt's tokens, so "
+                f"TRAINER.DPL.TEXT_INPUT must be 'templates', got '{cfg.TRAINER.DPL.TEXT_INPUT}'"
+            )
 
     def build_model(self) -> None:
         cfg = self.cfg
@@ -56,12 +62,17 @@ class DPL(DPLTrainerBase):
         except ValueError as error:
             raise ConfigError(f"{source}: {error}") from None
         print(f"Architecture ({source}): {architecture.summary()}")
-        model = PromptedCLIP.fixed(
-            clip_model,
-            architecture,
-            init_std=cfg.TRAINER.DPL.PROMPT_INIT_STD,
-            activation_checkpointing=cfg.TRAINER.DPL.ACTIVATION_CHECKPOINTING,
-        )
+        try:
+            model = PromptedCLIP.fixed(
+                clip_model,
+                architecture,
+                init_std=cfg.TRAINER.DPL.PROMPT_INIT_STD,
+                num_classes=len(self.dm.dataset.classnames),
+                identical_coupling_init=cfg.TRAINER.DPL.COUPLING_INIT == "copies",
+                activation_checkpointing=cfg.TRAINER.DPL.ACTIVATION_CHECKPOINTING,
+            )
+        except ValueError as error:  # e.g. init words shorter than their group
+            raise ConfigError(f"{source}: {error}") from None
         self.setup_model(model)
         self.teacher_text_features = None
         if cfg.TRAINER.DPL.KD_WEIGHT > 0:

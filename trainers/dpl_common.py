@@ -302,6 +302,15 @@ class DPLTrainerBase(TrainerX):
         templates = list(self.cfg.TRAINER.DPL.TEXT_TEMPLATES)
         tokens = torch.stack([clip.tokenize([t.format(name) for name in names]) for t in templates])
         length = truncate_tokens(tokens.flatten(0, 1)).shape[1]
+        inserted = self.model.schedules["text"][0].area  # prompt tokens placed after SOT at block 0
+        context = self.model.clip_model.positional_embedding.shape[0]
+        if length + inserted > context:
+            longest = int(tokens.argmax(dim=-1).flatten().argmax())
+            template, name = templates[longest // len(names)], names[longest % len(names)]
+            raise ConfigError(
+                f"the class prompt '{template.format(name)}' is {length} tokens; with the architecture's {inserted} "
+                f"prompt tokens after SOT it exceeds CLIP's context of {context} (TRAINER.DPL.TEXT_TEMPLATES)"
+            )
         self.class_tokens = tokens[:, :, :length].to(self.device)
 
     def setup_model(self, model: PromptedCLIP) -> None:
@@ -309,6 +318,8 @@ class DPLTrainerBase(TrainerX):
         prompts of both towers as ``prompt_learner`` with Dassl's optimizer and our schedule."""
         self.model = model.to(self.device)
         prompts = nn.ModuleDict({"text": model.text_prompts, "image": model.image_prompts})
+        if model.text_tokens.groups or model.image_tokens.groups:  # absent otherwise: DPL's checkpoints keep their keys
+            prompts.update({"text_tokens": model.text_tokens, "image_tokens": model.image_tokens})
         self.register_model("prompt_learner", prompts, *self.build_optim_sched(prompts))
         self.build_class_inputs()
         chunk = self.cfg.TRAINER.DPL.CLASS_CHUNK_SIZE
