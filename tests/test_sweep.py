@@ -1,9 +1,11 @@
-"""scripts/dpl/sweep.py: plans expanded into the launchers' runs, the local pool, resume safety.
+"""scripts/dpl/sweep.py: plans expanded into the launchers' runs, the local pool, SLURM, resume safety.
 
 Fast tests compare the plan with the train.py command lines the bash launchers make (in a
 stand-in checkout whose train.py records its arguments, as tests/test_launchers.py does), check
-the dry run and the refusal of bad plans, and run the pool on that recording train.py. The slow
-test runs a tiny sweep for real, reruns it, and kills and restarts it.
+the dry run and the refusal of bad plans, and run the pool on that recording train.py. The SLURM
+executor runs there through submitit's LocalExecutor, and is submitted to a stand-in sbatch that
+records the job scripts. The slow test runs a tiny sweep for real, reruns it, and kills and
+restarts it.
 """
 
 from __future__ import annotations
@@ -114,6 +116,10 @@ def test_dry_run_prints_runs_dependencies_and_folders_and_starts_nothing(tmp_pat
         (["--datasets", "eurosat", "--gpus", "x"], "error: --gpus takes comma-separated GPU indices"),
         (["--datasets", "eurosat", "--workers", "0"], r"error: --workers must be >= 1"),
         (["--datasets", "eurosat", "--data", "/no/such/folder"], "error: --data /no/such/folder is not a folder"),
+        (["--datasets", "eurosatt", "--executor", "slurm"], r"error: unknown dataset 'eurosatt'"),
+        (["--datasets", "eurosat", "--executor", "slurm", "--gpus", "0"], "error: --gpus and --workers size the local pool"),
+        (["--datasets", "eurosat", "--slurm-partition", "gpu"], "error: --slurm-partition needs --executor slurm"),
+        (["--datasets", "eurosat", "--executor", "slurm", "--slurm-time", "0"], r"error: --slurm-time: time must be an integer >= 1"),
     ],
 )
 def test_bad_plans_are_refused_with_one_error_line_before_anything_starts(tmp_path, args, message):
@@ -141,7 +147,7 @@ def test_pool_skips_dependents_of_a_failure_reports_it_and_retries_on_request(tm
     assert f"log: {trained}/sweep.log" in out and "failures:" in out and "ETA" in out
 
     status = run_sweep("status", *plan, script=script, cwd=tmp_path, env=env)
-    assert status.returncode == 0 and "6 runs: 2 done, 0 running, 2 failed, 2 pending" in status.stdout
+    assert status.returncode == 0 and "6 runs: 2 done, 0 queued, 0 running, 2 failed, 2 pending" in status.stdout
     assert "(no output; exit status 1)" in status.stdout and f"{trained}/sweep.log" in status.stdout
 
     # Without --retry-failed nothing is started again; with it, the failed runs resume and finish.
@@ -153,6 +159,192 @@ def test_pool_skips_dependents_of_a_failure_reports_it_and_retries_on_request(tm
     assert "6 runs: 6 done" in run_sweep("status", *plan, script=script, cwd=tmp_path, env=env).stdout
     logs = (trained / "sweep.log").read_text()
     assert logs.count("== sweep start") == 2 and "rc=1" in logs and "rc=0" in logs
+
+
+# ============================================================================ SLURM through submitit
+
+
+def kind_of(argv: list[str]) -> str:
+    """search, train or eval: the stage of a recorded train.py call."""
+    return "eval" if "--eval-only" in argv else {"DPLSearch": "search", "DPL": "train"}[argv[argv.index("--trainer") + 1]]
+
+
+def test_slurm_on_the_local_executor_runs_each_run_once_stage_after_stage_and_submits_nothing_twice(tmp_path, checkout):
+    calls = tmp_path / "calls.jsonl"
+    env = {"FAKE_CALLS": str(calls)}
+    script = checkout / "scripts" / "dpl" / "sweep.py"
+    slurm = ["--executor", "slurm", "--slurm-cluster", "local", "--data", str(tmp_path / "data")]
+    few_shot = ["--datasets", "eurosat", "dtd", "--seeds", "1", "--shots", "2", *slurm, "--", "OPTIM.MAX_EPOCH", "2"]
+    base2new = ["--protocol", "base-to-new", "--datasets", "dtd", "--seeds", "1", "--shots", "2", *slurm]
+    for plan, count in ((few_shot, 4), (base2new, 3)):
+        result = run_sweep(*plan, script=script, cwd=tmp_path, env=env)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert f"sweep: {count} runs: {count} done, 0 skipped" in result.stdout, result.stdout
+        assert f"submitit's in {checkout / 'output' / '.submitit'}" in result.stdout
+
+    started = recorded_calls(calls)
+    assert [kind_of(c["argv"]) for c in started] == ["search", "search", "train", "train", "search", "train", "eval"]
+    folders = [c["argv"][c["argv"].index("--output-dir") + 1] for c in started]
+    assert len(set(folders)) == 7 and all(c["cwd"] == str(checkout) for c in started)
+    for folder in folders:
+        log = (checkout / folder / "sweep.log").read_text()
+        queued = re.findall(r"== sweep queued job=(local-\d+) host=\S+ date=\S+", log)
+        ran = re.findall(r"== sweep start host=\S+ device=job=(local-\d+) start=", log)
+        assert len(queued) == 1 and ran == queued and log.count("== sweep exit rc=0 ") == 1, log
+
+    status = run_sweep("status", *few_shot, script=script, cwd=tmp_path, env=env)
+    assert "4 runs: 4 done, 0 queued, 0 running, 0 failed, 0 pending" in status.stdout and "job=local-" in status.stdout
+    again = run_sweep(*few_shot, script=script, cwd=tmp_path, env=env)
+    assert again.returncode == 0 and "sweep: 4 runs: 0 done, 4 skipped (finished before)" in again.stdout, again.stdout
+    assert "[submitted]" not in again.stdout and len(recorded_calls(calls)) == 7
+
+
+def test_slurm_tasks_after_a_failed_search_fail_naming_it_and_retry_failed_submits_them_again(tmp_path, checkout):
+    calls = tmp_path / "calls.jsonl"
+    env = {"FAKE_CALLS": str(calls), "FAKE_STOP": "DPLSearch"}
+    plan = ["--datasets", "dtd", "--seeds", "1", "--shots", "2", "--executor", "slurm", "--slurm-cluster", "local",
+            "--data", str(tmp_path / "data")]  # fmt: skip
+    script = checkout / "scripts" / "dpl" / "sweep.py"
+    searched = "output/dtd/DPLSearch/vit_b16_ep60_batch4_2shots/seed1"
+    result = run_sweep(*plan, script=script, cwd=tmp_path, env=env)
+    assert result.returncode == 1 and "sweep: 2 runs: 0 done, 0 skipped (finished before), 2 failed" in result.stdout
+    line = f"error: train.py not started: the run it needs, {searched}, is not finished (unfinished: "
+    assert f"[failed] train dtd seed 1, 2 shots: {line}" in result.stdout, result.stdout
+    assert [kind_of(c["argv"]) for c in recorded_calls(calls)] == ["search"]
+    status = run_sweep("status", *plan, script=script, cwd=tmp_path, env=env).stdout
+    assert "2 runs: 0 done, 0 queued, 0 running, 2 failed, 0 pending" in status and "error: train.py not started" in status
+
+    result = run_sweep(*plan, "--retry-failed", script=script, cwd=tmp_path, env={**env, "FAKE_STOP": ""})
+    assert result.returncode == 0 and "sweep: 2 runs: 2 done" in result.stdout, result.stdout
+    assert [kind_of(c["argv"]) for c in recorded_calls(calls)] == ["search", "search", "train"]
+
+
+def test_a_task_whose_dependency_is_unfinished_fails_at_once_naming_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("SUBMITIT_EXECUTOR", "local")  # the environment submitit gives a local task
+    monkeypatch.setenv("SUBMITIT_LOCAL_JOB_ID", "4242")
+    calls = tmp_path / "calls.txt"
+    python = tmp_path / "python"  # records its train.py arguments and leaves a finished run
+    python.write_text(f'#!/bin/sh\necho "$@" >> {calls}\nmkdir -p "$3"\necho {{}} > "$3/run.json"\n'
+                      f'echo \'{{"accuracy": 50.0}}\' > "$3/result.json"\n')  # fmt: skip
+    python.chmod(0o755)
+    search, trained = tmp_path / "search", tmp_path / "train"
+    run = sweep.Run(str(trained), "train", "train dtd seed 1", ["--seed", "1"], [str(search)])
+
+    with pytest.raises(sweep.TaskFailed) as failed:
+        sweep.run_task(run, str(python))
+    message = str(failed.value)
+    assert re.fullmatch(rf"error: train.py not started: the run it needs, {re.escape(str(search))}, is not finished "
+                        r"\(empty: .*\)", message), message  # fmt: skip
+    assert not calls.exists()
+    state, last = sweep.run_state(run)
+    assert state == "failed" and last["error"] == [message] and last["device"] == "job=local-4242"
+
+    (search / "arch.json").parent.mkdir()
+    for name, text in (("run.json", "{}"), ("result.json", '{"accuracy": 50.0}'), ("arch.json", "{}")):
+        (search / name).write_text(text)
+    sweep.run_task(run, str(python))
+    assert calls.read_text() == f"train.py --output-dir {trained} --seed 1\n"
+    assert sweep.run_state(run)[0] == "done"
+
+
+def test_stage_resources_come_from_the_yaml_and_the_command_line_and_bad_keys_are_refused(tmp_path):
+    config = tmp_path / "slurm.yaml"
+    config.write_text("default: {partition: gpu, time: 600, cpus_per_task: 4}\n"
+                      "search: {time: 900, gpus_per_task: 2}\neval: {time: 30, gpus_per_task: 0}\n")  # fmt: skip
+    options = dict.fromkeys(sweep.SLURM_KEYS) | {"partition": "big", "time": 120, "mem_gb": 24}
+    resources = sweep.slurm_resources(str(config), options)
+    common = {"tasks_per_node": 1, "cpus_per_task": 4, "mem_gb": 24, "slurm_partition": "big"}
+    assert sweep.executor_parameters("search", resources["search"], []) == {
+        **common, "name": "dpl_search", "timeout_min": 900, "local_gpus_per_node": 2, "slurm_gpus_per_task": 2}
+    assert sweep.executor_parameters("train", resources["train"], ["1001"]) == {
+        **common, "name": "dpl_train", "timeout_min": 120, "local_gpus_per_node": 1, "slurm_gpus_per_task": 1,
+        "slurm_dependency": "afterany:1001"}  # fmt: skip
+    assert sweep.executor_parameters("eval", resources["eval"], ["1002", "977"]) == {
+        **common, "name": "dpl_eval", "timeout_min": 30, "local_gpus_per_node": 0, "slurm_dependency": "afterany:1002:977"}
+    assert sweep.slurm_resources(None, dict.fromkeys(sweep.SLURM_KEYS))["train"] == {
+        "partition": None, "time": 1440, "gpus_per_task": 1, "cpus_per_task": 8, "mem_gb": None, "array_parallelism": None}
+
+    for text, message in (("train: {gpus: 1}", r"train: unknown key 'gpus' \(keys: partition, time,"),
+                          ("evaluate: {time: 5}", r"unknown section 'evaluate' \(sections: default, search, train, eval\)"),
+                          ("search: {time: ten}", r"search: time must be an integer >= 1, got 'ten'"),
+                          ("search: [time]", r"section 'search' must hold key: value lines"),
+                          ("default: {time: 5", r"not valid yaml")):  # fmt: skip
+        config.write_text(text)
+        with pytest.raises(sweep.PlanError, match=rf"^--slurm-config {re.escape(str(config))}: {message}"):
+            sweep.slurm_resources(str(config), options)
+
+
+FAKE_SBATCH = """#!/bin/sh
+# Keeps the job script and answers as sbatch does, with job ids from 1001 on.
+n=$((1001 + $(ls "$FAKE_SBATCH_DIR" | wc -l)))
+cp "$1" "$FAKE_SBATCH_DIR/$n.sh"
+echo "Submitted batch job $n"
+"""
+
+
+def sbatch_flags(script: Path) -> dict[str, str]:
+    return dict(re.findall(r"^#SBATCH --([\w-]+)=(\S+)$", script.read_text(), flags=re.MULTILINE))
+
+
+def test_slurm_submits_one_array_per_stage_after_the_one_before_and_not_what_slurm_still_holds(tmp_path, checkout):
+    bin_dir, jobs, queue = tmp_path / "bin", tmp_path / "sbatch", tmp_path / "squeue.txt"
+    bin_dir.mkdir()
+    jobs.mkdir()
+    for name, text in (("sbatch", FAKE_SBATCH), ("squeue", f"#!/bin/sh\ncat {queue}\n"), ("srun", "#!/bin/sh\n")):
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    queue.write_text("")
+    calls = tmp_path / "calls.jsonl"
+    env = {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "FAKE_SBATCH_DIR": str(jobs), "FAKE_CALLS": str(calls)}
+    config = tmp_path / "slurm.yaml"
+    config.write_text("default: {partition: gpu, time: 600, cpus_per_task: 4}\nsearch: {time: 900, gpus_per_task: 2}\n")
+    plan = ["--protocol", "base-to-new", "--datasets", "dtd", "eurosat", "--seeds", "1", "--shots", "2",
+            "--executor", "slurm", "--data", str(tmp_path / "data"), "--slurm-config", str(config),
+            "--slurm-partition", "big", "--slurm-time", "120", "--slurm-mem-gb", "24", "--slurm-array-parallelism", "1"]  # fmt: skip
+    script = checkout / "scripts" / "dpl" / "sweep.py"
+
+    result = run_sweep(*plan, script=script, cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "[submitted] search: 2 run(s) as job 1001\n" in out and "[submitted] train: 2 run(s) as job 1002, after job 1001\n" in out
+    assert "[submitted] eval: 2 run(s) as job 1003, after job 1002\n" in out and "sweep: 6 runs: 6 submitted, 0 skipped" in out
+    assert f"follow the runs with: python {script} status --protocol base-to-new" in out
+    assert not calls.exists(), "the runner submits and exits; train.py runs in the jobs"
+    search, train, test = (sbatch_flags(jobs / f"{job}.sh") for job in (1001, 1002, 1003))
+    assert {k: search[k] for k in ("partition", "time", "gpus-per-task", "cpus-per-task", "mem", "array", "job-name")} == {
+        "partition": "big", "time": "900", "gpus-per-task": "2", "cpus-per-task": "4", "mem": "24GB", "array": "0-1%1",
+        "job-name": "dpl_search"}  # fmt: skip
+    assert "dependency" not in search and train["dependency"] == "afterany:1001" and test["dependency"] == "afterany:1002"
+    assert (train["time"], train["gpus-per-task"], test["time"], test["partition"]) == ("120", "1", "120", "big")
+    searched = checkout / "output/base2new/train_base/eurosat/shots_2/DPLSearch/vit_b16_ep20_batch4_b2n/seed1"
+    assert re.search(r"== sweep queued job=1001_1 host=\S+ date=\S+", (searched / "sweep.log").read_text())
+
+    # squeue still lists the jobs: status shows them queued, and nothing is submitted again.
+    queue.write_text("".join(f"{job}_{task}\n" for job in (1001, 1002, 1003) for task in (0, 1)))
+    status = run_sweep("status", *plan, script=script, cwd=tmp_path, env=env)
+    assert "6 runs: 0 done, 6 queued, 0 running, 0 failed, 0 pending" in status.stdout and "job=1001_1" in status.stdout
+    again = run_sweep(*plan, script=script, cwd=tmp_path, env=env)
+    assert again.returncode == 0 and "6 submitted" not in again.stdout and "6 already queued or running" in again.stdout
+    assert len(list(jobs.iterdir())) == 3
+
+    # The jobs are gone without having run (scancel): the runs are pending and are submitted again.
+    queue.write_text("")
+    assert "6 runs: 0 done, 0 queued, 0 running, 0 failed, 6 pending" in run_sweep("status", *plan, script=script, cwd=tmp_path, env=env).stdout
+    again = run_sweep(*plan, script=script, cwd=tmp_path, env=env)
+    assert "[submitted] train: 2 run(s) as job 1005, after job 1004\n" in again.stdout and len(list(jobs.iterdir())) == 6
+
+
+def test_slurm_without_submitit_says_how_to_install_it(tmp_path):
+    shadow = tmp_path / "shadow" / "submitit"
+    shadow.mkdir(parents=True)  # a submitit that cannot be imported, as when none is installed
+    (shadow / "__init__.py").write_text("raise ModuleNotFoundError(\"No module named 'submitit'\", name='submitit')\n")
+    (tmp_path / "data").mkdir()
+    result = run_sweep("--datasets", "eurosat", "--executor", "slurm", "--data", str(tmp_path / "data"),
+                       "--output", str(tmp_path / "out"),
+                       env={"PYTHONPATH": os.pathsep.join([str(shadow.parent), os.environ.get("PYTHONPATH", "")])})  # fmt: skip
+    assert result.returncode == 2 and result.stderr.strip().splitlines() == [
+        "error: --executor slurm needs submitit, which is not installed: pip install submitit"]
+    assert not (tmp_path / "out").exists()
 
 
 # ============================================================================ slow test
