@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-import literal_prompting as literal
+from scripts import literal_prompting as literal
 from trainers.dpl_core.architecture import (
     ArchitectureError,
     PromptArchitecture,

@@ -1,4 +1,5 @@
-"""Literal, obviously-correct implementations of prompt tokens, to check the engine against.
+"""Literal, obviously-correct implementations of prompt tokens, to check the engine against
+(tests/test_token_prompts.py) and to time it against (scripts/benchmark_presets.py).
 
 Two kinds, both built from the definitions and run on the real token sequence through CLIP's
 own blocks on the full 77-token text context (no truncation, no shortcut, every position
