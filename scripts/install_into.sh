@@ -6,7 +6,7 @@
 #
 # Copies into the checkout (run this script from the DPL repository, never from the host):
 #   trainers/dpl_core/, trainers/dpl_common.py, trainers/dpl_search.py, trainers/dpl.py
-#   configs/trainers/DPLSearch/, configs/trainers/DPL/
+#   configs/trainers/DPLSearch/, configs/trainers/DPL/, configs/architectures/ (the presets' arch.json files)
 #   scripts/dpl/ (launchers) plus scripts/parse_results.py and scripts/plot_search.py as
 #   scripts/dpl/parse_results.py and scripts/dpl/plot_search.py (the host's scripts stay)
 #   datasets/synthetic.py, datasets/coop_format.py and configs/datasets/synthetic.yaml, only
@@ -260,6 +260,7 @@ plan trainers/dpl_search.py trainers/dpl_search.py
 plan trainers/dpl.py trainers/dpl.py
 plan_tree configs/trainers/DPLSearch configs/trainers/DPLSearch
 plan_tree configs/trainers/DPL configs/trainers/DPL
+plan_tree configs/architectures configs/architectures
 plan_tree scripts/dpl scripts/dpl
 plan scripts/parse_results.py scripts/dpl/parse_results.py
 plan scripts/plot_search.py scripts/dpl/plot_search.py
