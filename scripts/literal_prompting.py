@@ -78,6 +78,25 @@ def deep_image_features(clip_model, images: Tensor, shallow: Tensor | None = Non
     return visual.ln_post(x.permute(1, 0, 2)[:, 0]) @ visual.proj
 
 
+def modular_image_features(clip_model, images: Tensor, shallow: Tensor, added: Sequence[Tensor], n_rm: int) -> Tensor:
+    """Modular Prompt Learning's image encoder: ``shallow`` appended after the positional
+    embedding, before ``ln_pre``; in block ``i`` (1 <= i <= len(added)) the last ``n_rm`` tokens
+    are dropped and ``added[i - 1]`` (``[n_add * n_ctx, width]``, map after map) appended; every
+    other token is carried."""
+    visual = clip_model.visual
+    x = visual.conv1(images).flatten(2).transpose(1, 2)
+    cls = visual.class_embedding + torch.zeros(x.shape[0], 1, x.shape[-1])
+    x = torch.cat([cls, x], dim=1) + visual.positional_embedding
+    x = torch.cat([x, shallow.expand(x.shape[0], -1, -1)], dim=1)
+    x = visual.ln_pre(x).permute(1, 0, 2)
+    for i, block in enumerate(visual.transformer.resblocks):
+        if 1 <= i <= len(added):
+            x = x[: x.shape[0] - n_rm]
+            x = torch.cat([x, added[i - 1].unsqueeze(1).expand(-1, x.shape[1], -1)])
+        x = block(x)
+    return visual.ln_post(x.permute(1, 0, 2)[:, 0]) @ visual.proj
+
+
 # ----------------------------------------------------------------------------- any token groups
 
 
@@ -109,14 +128,14 @@ def literal_groups_text(clip_model, tokenized: Tensor, groups: Sequence[TokenGro
     batch, context = emb.shape[:2]
     live: list[int] = []  # the last block of each live token, in slot order
     first = [_expand(values[i], batch) for i, g in enumerate(groups) if g.block == 0]
-    live = [g.last_block(depth) for g in groups if g.block == 0 for _ in range(g.count)]
+    live = [last for g in groups if g.block == 0 for last in g.last_blocks(depth)]
     x = torch.cat([emb[:, :1], *first, emb[:, 1:]], dim=1)[:, :context] + clip_model.positional_embedding
     for b, block in enumerate(blocks):
         if b:
             keep = [j for j, last in enumerate(live) if last >= b]
             prompts, rest = x[:, 1 : 1 + len(live)][:, keep], x[:, 1 + len(live) :]
             new = [_expand(values[i], batch) for i, g in enumerate(groups) if g.block == b]
-            live = [live[j] for j in keep] + [g.last_block(depth) for g in groups if g.block == b for _ in range(g.count)]
+            live = [live[j] for j in keep] + [last for g in groups if g.block == b for last in g.last_blocks(depth)]
             x = torch.cat([x[:, :1], prompts, *new, rest], dim=1)
         x = _run_block(block, x, causal=True)
     x = clip_model.ln_final(x)
@@ -135,13 +154,13 @@ def literal_groups_image(clip_model, images: Tensor, groups: Sequence[TokenGroup
     x = torch.cat([visual.class_embedding + torch.zeros(batch, 1, x.shape[-1]), x], dim=1) + visual.positional_embedding
     real = x.shape[1]
     first = [_expand(values[i], batch) for i, g in enumerate(groups) if g.block == 0]
-    live = [g.last_block(depth) for g in groups if g.block == 0 for _ in range(g.count)]
+    live = [last for g in groups if g.block == 0 for last in g.last_blocks(depth)]
     x = visual.ln_pre(torch.cat([x, *first], dim=1))
     for b, block in enumerate(blocks):
         if b:
             keep = [j for j, last in enumerate(live) if last >= b]
             new = [_expand(values[i], batch) for i, g in enumerate(groups) if g.block == b]
-            live = [live[j] for j in keep] + [g.last_block(depth) for g in groups if g.block == b for _ in range(g.count)]
+            live = [live[j] for j in keep] + [last for g in groups if g.block == b for last in g.last_blocks(depth)]
             x = torch.cat([x[:, :real], x[:, real:][:, keep], *new], dim=1)
         x = _run_block(block, x, causal=False)
     return visual.ln_post(x[:, 0]) @ visual.proj

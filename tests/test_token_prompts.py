@@ -13,8 +13,10 @@ from trainers.dpl_core.architecture import (
     ArchitectureError,
     PromptArchitecture,
     TokenGroup,
+    alive_tokens,
     context_group,
     deep_prompt_groups,
+    modular_groups,
 )
 from trainers.dpl_core.prompted_clip import PromptedCLIP, tower_depths, truncate_tokens
 from trainers.dpl_core.tiny_clip import make_tiny_clip
@@ -77,7 +79,7 @@ def compare_with_gradients(model: PromptedCLIP, engine_logits, literal_logits, p
 def test_schedule_on_a_hand_worked_case():
     groups = [TokenGroup(0, 2, None), TokenGroup(1, 1, 1), TokenGroup(1, 2, 2)]
     text = TokenSchedule(groups, depth=4, kv_only_single_block=False)
-    assert [b.enter for b in text.blocks] == [(0,), (1, 2), (), ()]
+    assert [b.enter for b in text.blocks] == [((0, (0, 1)),), ((1, (0,)), (2, (0, 1))), (), ()]
     assert [b.kv_only for b in text.blocks] == [(), (), (), ()]
     assert [b.read for b in text.blocks] == [
         (True, True),
@@ -86,8 +88,19 @@ def test_schedule_on_a_hand_worked_case():
         (False, False),  # the tower's last block reads nothing of the prompts
     ]
     image = TokenSchedule(groups, depth=4, kv_only_single_block=True)
-    assert image[1].enter == (2,) and image[1].kv_only == (1,) and image[1].read == (True, True, True, True)
+    assert image[1].enter == ((2, (0, 1)),) and image[1].kv_only == ((1, (0,)),) and image[1].read == (True,) * 4
     assert [image.area_after(b) for b in range(4)] == [2, 4, 2, 0]
+
+
+def test_schedule_with_a_lifetime_per_token():
+    # one group of three tokens living 1, 3 and to the end (of 4 blocks), entering at block 1
+    groups = [TokenGroup(1, 3, (1, 3, None))]
+    assert groups[0].last_blocks(4) == (1, 3, 3)
+    text = TokenSchedule(groups, depth=4, kv_only_single_block=False)
+    assert text[1].enter == ((0, (0, 1, 2)),) and text[1].read == (False, True, True)
+    assert text[2].read == (True, True) and text[3].read == (False, False)
+    image = TokenSchedule(groups, depth=4, kv_only_single_block=True)
+    assert image[1].enter == ((0, (1, 2)),) and image[1].kv_only == ((0, (0,)),) and image[1].read == (True, True)
 
 
 def test_deep_prompt_groups_and_context_group():
@@ -99,12 +112,14 @@ def test_deep_prompt_groups_and_context_group():
 def test_format_round_trip_and_older_versions(tmp_path):
     arch = PromptArchitecture(
         (0, 1, 0), (0, 0), candidates=(0, 1),
-        text_groups=deep_prompt_groups(2, 2, init="a photo"), image_groups=deep_prompt_groups(2, 2, source="coupled"),
+        text_groups=deep_prompt_groups(2, 2, init="a photo") + (TokenGroup(1, 2, (1, None)),),
+        image_groups=deep_prompt_groups(2, 2, source="coupled"),
     )  # fmt: skip
     path = tmp_path / "arch.json"
     arch.save(path)
     data = json.loads(path.read_text())
     assert data["version"] == 3 and data["image_groups"][0]["source"] == "coupled"
+    assert data["text_groups"][2]["lifetime"] == [1, None]
     assert PromptArchitecture.load(path) == arch
     for version, extra in ((1, {}), (2, {"model": None})):
         old = {k: data[k] for k in ("format", "backbone", "candidates", "text_lengths", "image_lengths")}
@@ -131,6 +146,8 @@ def test_format_refuses_what_it_cannot_express(text, image, message):
 def test_format_refuses_bad_group_fields():
     for bad, message in (({"block": 0, "count": 0}, "count must be an integer >= 1"),
                          ({"block": 0, "count": 1, "lifetime": 0}, "lifetime must be"),
+                         ({"block": 0, "count": 2, "lifetime": [1]}, "one value per token"),
+                         ({"block": 0, "count": 2, "lifetime": [1, 0]}, "lifetime must be"),
                          ({"block": 0, "count": 1, "colour": 1}, "keys"),
                          ({"block": 0, "count": 1, "source": "coupled", "init": "a"}, "takes no init")):  # fmt: skip
         data = PromptArchitecture((0,), (0,), candidates=(0,)).to_dict()
@@ -222,8 +239,8 @@ def test_maple_deep_maps_start_identical_unless_asked_otherwise(clip4):
 # ----------------------------------------------------------------------------- any groups
 
 
-MIXED_TEXT = (TokenGroup(0, 2, None), TokenGroup(1, 2, 1), TokenGroup(1, 1, 2), TokenGroup(2, 1, 1, per_class=True))
-MIXED_IMAGE = (TokenGroup(0, 1, 2), TokenGroup(1, 2, 1, "coupled"), TokenGroup(1, 1, None), TokenGroup(3, 2, 1))
+MIXED_TEXT = (TokenGroup(0, 2, (None, 2)), TokenGroup(1, 2, 1), TokenGroup(1, 1, 2), TokenGroup(2, 2, (1, 2), per_class=True))
+MIXED_IMAGE = (TokenGroup(0, 1, 2), TokenGroup(1, 2, (1, None), "coupled"), TokenGroup(1, 1, None), TokenGroup(3, 2, 1))
 
 
 def test_mixed_lifetimes_in_both_towers_equal_the_literal_sequence(clip4, images):
@@ -293,3 +310,68 @@ def test_learned_parameter_counts_at_vit_b16_widths():
     assert count((), deep_prompt_groups(8, 12)) == 73_728  # VPT-deep, 8 tokens x 12 blocks
     assert count(deep_prompt_groups(2, 12, "a photo of a"), deep_prompt_groups(2, 12)) == 30_720  # IVLP 2+2
     assert count(deep_prompt_groups(2, 9, "a photo of a"), deep_prompt_groups(2, 9, source="coupled")) == 3_555_072  # MaPLe
+
+
+# ----------------------------------------------------------------------------- Modular Prompt Learning
+
+
+def test_modular_lifetimes_on_hand_worked_cases():
+    # MPL's default: each block drops the newest token (the second map's of the block before)
+    groups = modular_groups(1, 2, 1, 4, source="coupled")
+    assert [(g.block, g.count, g.lifetime) for g in groups] == [
+        (0, 1, 1), (1, 1, None), (1, 1, 1), (2, 1, None), (2, 1, 1), (3, 1, None), (3, 1, None),
+    ]  # fmt: skip
+    # no removal: everything is carried to the end
+    assert all(g.lifetime is None for g in modular_groups(2, 1, 0, 3))
+    # removal splitting a group: 2 tokens per map, 1 removed per block
+    groups = modular_groups(2, 1, 1, 3)
+    assert [g.lifetime for g in groups] == [(None, 1), (None, 1), None]
+    # two removed per block, two maps of two tokens: block 2 removes the second map's pair of block 1
+    assert [g.lifetime for g in modular_groups(2, 2, 2, 3)] == [1, None, 1, None, None]
+
+
+def test_modular_counts_and_parameters_of_the_repository_config():
+    text_depth = image_depth = 12
+    image = modular_groups(1, 2, 1, 9, source="coupled")
+    assert [len(b) for b in alive_tokens(image, image_depth)] == [1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 9]
+    assert [len(b) for b in alive_tokens(modular_groups(1, 2, 1, 3, source="coupled"), image_depth)] == [1, 2, 3] + [3] * 9
+    text = deep_prompt_groups(1, 9, init="X")
+    arch = PromptArchitecture((0,) * text_depth, (0,) * image_depth, candidates=(0,), text_groups=text, image_groups=image)
+    sources = {i: 512 for i in range(len(image))}
+    assert {arch.coupling_source("image", i) for i, g in enumerate(image) if g.block == 4} == {4}  # both maps read T_4
+    count = sum(p.numel() for m in (TowerTokens(text, 512), TowerTokens(image, 768, source_widths=sources)) for p in m.parameters())
+    assert count == 6_702_336
+
+
+@pytest.mark.parametrize("n_ctx, n_add, n_rm, depth", [(1, 2, 1, 5), (1, 2, 1, 3), (2, 2, 0, 3), (2, 2, 2, 3), (2, 1, 1, 4)])
+def test_modular_prompt_learning_equals_its_definition(clip4, images, n_ctx, n_add, n_rm, depth):
+    depth = min(depth, tower_depths(clip4)[1])
+    arch = architecture(clip4, text=deep_prompt_groups(n_ctx, depth, init=" ".join(["X"] * n_ctx)),
+                        image=modular_groups(n_ctx, n_add, n_rm, depth, source="coupled"))  # fmt: skip
+    model = PromptedCLIP.fixed(clip4, arch)
+    randomise(model)
+    text = [model.text_tokens.learned(i) for i in range(depth)]
+    maps = [model.image_tokens.maps[str(i)] for i in range(len(arch.image_groups))]
+    shallow = maps[0](text[0])
+    added = [torch.cat([maps[1 + (block - 1) * n_add + k](text[block]) for k in range(n_add)]) for block in range(1, depth)]
+    tokenized = literal.tokenize([" ".join(["X"] * n_ctx) + f" a photo of a {n}." for n in NAMES])
+    expected = literal.logits(
+        clip4, literal.modular_image_features(clip4, images, shallow, added, n_rm),
+        literal.slotted_text_features(clip4, tokenized, text[0], text[1:]),
+    )  # fmt: skip
+    parameters = text + [p for m in maps for p in m.parameters()]
+    compare_with_gradients(model, model(images, engine_tokens("a photo of a {}.")), expected, parameters)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ((1, 2, 2, 9), "block 1 would remove 2 prompt tokens but only 1 are present"),
+        ((1, 1, 2, 9), "block 1 would remove 2 prompt tokens but only 1 are present"),
+        ((1, 0, 1, 3), "block 2 would remove 1 prompt tokens but only 0 are present"),
+        ((0, 2, 1, 9), "N_CTX must be an integer >= 1"),
+    ],
+)
+def test_modular_configurations_that_would_remove_patch_tokens_are_refused(args, message):
+    with pytest.raises(ArchitectureError, match=message):
+        modular_groups(*args)

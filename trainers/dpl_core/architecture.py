@@ -63,7 +63,8 @@ class TokenGroup:
     Attributes:
         block: entry block (0-based).
         count: number of tokens (>= 1).
-        lifetime: blocks alive, the entry block included (>= 1); None = to the tower's end.
+        lifetime: blocks alive, the entry block included (>= 1); None = to the tower's end; or
+            one such value per token (Modular Prompt Learning's stack removes single tokens).
         source: ``learned`` (own parameters) or ``coupled``: a learned linear map of the other
             tower's group entering at the same block (MaPLe's image prompts).
         init: text tower, learned: the words whose token embeddings start the tokens (CoOp's
@@ -74,7 +75,7 @@ class TokenGroup:
 
     block: int
     count: int
-    lifetime: int | None = 1
+    lifetime: int | None | tuple[int | None, ...] = 1
     source: str = "learned"
     init: str = ""
     per_class: bool = False
@@ -84,8 +85,13 @@ class TokenGroup:
             raise ArchitectureError(f"token group block must be an integer >= 0, got {self.block!r}")
         if not _is_int(self.count) or self.count < 1:
             raise ArchitectureError(f"token group count must be an integer >= 1, got {self.count!r}")
-        if self.lifetime is not None and (not _is_int(self.lifetime) or self.lifetime < 1):
-            raise ArchitectureError(f"token group lifetime must be an integer >= 1 or null (to the end), got {self.lifetime!r}")
+        if isinstance(self.lifetime, (list, tuple)):
+            object.__setattr__(self, "lifetime", tuple(self.lifetime))
+            if len(self.lifetime) != self.count:
+                raise ArchitectureError(f"token group lifetimes must give one value per token ({self.count}), got {list(self.lifetime)}")
+        for value in self.lifetimes:
+            if value is not None and (not _is_int(value) or value < 1):
+                raise ArchitectureError(f"token group lifetime must be an integer >= 1 or null (to the end), got {self.lifetime!r}")
         if self.source not in TOKEN_SOURCES:
             raise ArchitectureError(f"token group source must be one of {TOKEN_SOURCES}, got {self.source!r}")
         if not isinstance(self.init, str) or not isinstance(self.per_class, bool):
@@ -93,18 +99,32 @@ class TokenGroup:
         if self.source == "coupled" and (self.init or self.per_class):
             raise ArchitectureError("a coupled token group is a map of another group: it takes no init and no per_class")
 
-    def last_block(self, depth: int) -> int:
-        """The last block the tokens are alive in, for a tower of ``depth`` blocks."""
-        return depth - 1 if self.lifetime is None else self.block + self.lifetime - 1
+    @property
+    def lifetimes(self) -> tuple[int | None, ...]:
+        """The lifetime of each token."""
+        return self.lifetime if isinstance(self.lifetime, tuple) else (self.lifetime,) * self.count
+
+    def last_blocks(self, depth: int) -> tuple[int, ...]:
+        """The last block each token is alive in, for a tower of ``depth`` blocks."""
+        return tuple(depth - 1 if life is None else self.block + life - 1 for life in self.lifetimes)
 
     def describe(self) -> str:
-        life = "to the end" if self.lifetime is None else f"{self.lifetime} block{'s' * (self.lifetime > 1)}"
+        def blocks(life: int | None) -> str:
+            return "to the end" if life is None else f"{life} block{'s' * (life > 1)}"
+
+        if isinstance(self.lifetime, tuple):
+            life = "lifetimes " + " ".join("end" if v is None else str(v) for v in self.lifetime)
+        else:
+            life = blocks(self.lifetime)
         extras = [self.source] if self.source != "learned" else []
         extras += [f"init '{self.init}'"] * bool(self.init) + ["per class"] * self.per_class
         return f"{self.count}@{self.block} ({life}{', ' + ', '.join(extras) if extras else ''})"
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        if isinstance(self.lifetime, tuple):
+            data["lifetime"] = list(self.lifetime)
+        return data
 
     @classmethod
     def from_dict(cls, data: Any, source: str) -> "TokenGroup":
@@ -228,8 +248,8 @@ class PromptArchitecture:
             where = f"{tower} group {index} ({group.describe()})"
             if group.block >= depth:
                 raise ArchitectureError(f"{where} enters at block {group.block}, but the {tower} tower has {depth} blocks")
-            if group.last_block(depth) >= depth:
-                raise ArchitectureError(f"{where} would live to block {group.last_block(depth)}, past the {tower} tower's last block {depth - 1}")
+            if max(group.last_blocks(depth)) >= depth:
+                raise ArchitectureError(f"{where} would live to block {max(group.last_blocks(depth))}, past the {tower} tower's last block {depth - 1}")
             if tower == "image" and (group.init or group.per_class):
                 raise ArchitectureError(f"{where}: init words and per_class exist in the text tower only")
             if group.source == "coupled":
@@ -248,10 +268,16 @@ class PromptArchitecture:
 
     def coupling_source(self, tower: str, index: int) -> int | None:
         """Index of the other tower's learned group that coupled group ``index`` of ``tower``
-        maps (the first one entering at the same block), or None."""
+        maps, or None: the k-th coupled group entering at a block maps the other tower's k-th
+        learned group entering there, or its only one (Modular Prompt Learning maps one text
+        group through several maps)."""
         other = "image" if tower == "text" else "text"
         block = self.groups(tower)[index].block
-        return next((i for i, g in enumerate(self.groups(other)) if g.block == block and g.source == "learned"), None)
+        rank = sum(1 for g in self.groups(tower)[:index] if g.block == block and g.source == "coupled")
+        sources = [i for i, g in enumerate(self.groups(other)) if g.block == block and g.source == "learned"]
+        if len(sources) == 1:
+            return sources[0]
+        return sources[rank] if rank < len(sources) else None
 
     def lengths(self, tower: str) -> tuple[int, ...]:
         """Per-block lengths of ``tower`` (``"text"`` or ``"image"``)."""
@@ -447,3 +473,60 @@ def deep_prompt_groups(count: int, depth: int, init: str = "", source: str = "le
 def context_group(count: int, init: str = "", per_class: bool = False) -> tuple[TokenGroup, ...]:
     """CoOp's context: ``count`` text tokens after SOT from block 0 to the end."""
     return (TokenGroup(0, count, None, init=init, per_class=per_class),)
+
+
+def modular_groups(
+    n_ctx: int, n_add: int, n_rm: int, depth: int, source: str = "learned", init: str = ""
+) -> tuple[TokenGroup, ...]:
+    """Modular Prompt Learning's add/remove/carry rule as token groups with lifetimes.
+
+    Block 0 receives ``n_ctx`` tokens. Each block ``l`` in ``1..depth-1`` first removes the
+    ``n_rm`` newest tokens (the tail of the prompt area: they were last alive in block
+    ``l - 1``), then adds ``n_add`` groups of ``n_ctx`` tokens (one group per map, in map
+    order); every other token is carried. After block ``depth - 1`` every token still present
+    lives to the tower's end.
+
+    Args:
+        source: ``coupled`` for MPL's image tower (every added group is its own map of the text
+            tokens entering at its block); ``learned`` for independent tokens.
+        init: the block-0 tokens' init words (text tower, learned).
+
+    Raises:
+        ArchitectureError: when a block would remove more prompt tokens than are present (the
+            original code then removes patch tokens; its assert checks ``n_rm <= n_add * n_ctx``).
+    """
+    for name, value, least in (("N_CTX", n_ctx, 1), ("N_ADD_OP", n_add, 0), ("N_RM_OP", n_rm, 0), ("PROMPT_DEPTH", depth, 1)):
+        if not _is_int(value) or value < least:
+            raise ArchitectureError(f"{name} must be an integer >= {least}, got {value!r}")
+    entries = [(0, n_ctx)] + [(block, n_ctx) for block in range(1, depth) for _ in range(n_add)]
+    lifetimes: list[list[int | None]] = [[None] * count for _, count in entries]
+    stack: list[tuple[int, int]] = [(0, j) for j in range(n_ctx)]  # (group, token), oldest first
+    group = 1
+    for block in range(1, depth):
+        if n_rm > len(stack):
+            raise ArchitectureError(
+                f"block {block} would remove {n_rm} prompt tokens but only {len(stack)} are present "
+                f"(N_CTX {n_ctx}, N_ADD_OP {n_add}, N_RM_OP {n_rm}): the rest are the class token and the patches"
+            )
+        for g, j in stack[len(stack) - n_rm :]:
+            lifetimes[g][j] = block - entries[g][0]
+        del stack[len(stack) - n_rm :]
+        for _ in range(n_add):
+            stack += [(group, j) for j in range(n_ctx)]
+            group += 1
+    groups = []
+    for g, (block, count) in enumerate(entries):
+        lives = tuple(lifetimes[g])
+        groups.append(TokenGroup(block, count, lives[0] if len(set(lives)) == 1 else lives, source,
+                                 init if g == 0 else ""))  # fmt: skip
+    return tuple(groups)
+
+
+def alive_tokens(groups: Sequence[TokenGroup], depth: int) -> list[list[tuple[int, int]]]:
+    """Per block, the ``(group, token)`` pairs alive in it (entered, not past their last block),
+    in slot order."""
+    last = [g.last_blocks(depth) for g in groups]
+    return [
+        [(g, j) for g, group in enumerate(groups) for j in range(group.count) if group.block <= block <= last[g][j]]
+        for block in range(depth)
+    ]

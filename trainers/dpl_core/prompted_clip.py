@@ -358,10 +358,17 @@ class TowerRun:
         self.rows = rows
         self.start = 1
 
-    def _tokens(self, groups: Sequence[int], batch: int, dtype: torch.dtype) -> Tensor:
+    def _value(self, group: int, tokens: tuple[int, ...], dtype: torch.dtype) -> Tensor:
+        """``[..., len(tokens), width]``: the listed tokens of one group."""
+        value = self.values[group].to(dtype)
+        if len(tokens) == value.shape[-2]:
+            return value
+        return value[..., list(tokens), :]
+
+    def _tokens(self, entries: Sequence[tuple[int, tuple[int, ...]]], batch: int, dtype: torch.dtype) -> Tensor:
         parts = []
-        for index in groups:
-            value = self.values[index].to(dtype)
+        for group, tokens in entries:
+            value = self._value(group, tokens, dtype)
             if value.dim() == 3:  # per class
                 parts.append(value if self.rows is None else value[self.rows])
             else:
@@ -382,10 +389,10 @@ class TowerRun:
 
     def kv_only(self, block: int, dtype: torch.dtype) -> Tensor | None:
         """``[tokens, width]`` keys/values-only tokens of ``block`` (raw, before ``ln_1``), or None."""
-        groups = self.schedule[block].kv_only
-        if not groups:
+        entries = self.schedule[block].kv_only
+        if not entries:
             return None
-        tokens = torch.cat([self.values[i].to(dtype) for i in groups])
+        tokens = torch.cat([self._value(group, indices, dtype) for group, indices in entries])
         return self.entry(tokens) if block == 0 else tokens
 
     def query_index(self, block: int, length: int, device: torch.device) -> Tensor | None:

@@ -37,13 +37,15 @@ class BlockEntries:
     """What one block does with the token groups of its tower.
 
     Attributes:
-        enter: groups whose tokens are appended to the prompt area before the block.
-        kv_only: groups whose tokens are this block's keys/values only (never positions).
+        enter: ``(group, token indices)`` pairs whose tokens are appended to the prompt area
+            before the block.
+        kv_only: ``(group, token indices)`` pairs that are this block's keys/values only
+            (never positions).
         read: per prompt-area position (after ``enter``), whether its output is read later.
     """
 
-    enter: tuple[int, ...]
-    kv_only: tuple[int, ...]
+    enter: tuple[tuple[int, tuple[int, ...]], ...]
+    kv_only: tuple[tuple[int, tuple[int, ...]], ...]
     read: tuple[bool, ...]
 
     @property
@@ -53,29 +55,35 @@ class BlockEntries:
 
 
 class TokenSchedule:
-    """Per block of one tower, which token groups enter, as positions or keys/values only.
+    """Per block of one tower, which tokens enter, as positions or keys/values only.
 
     Args:
         groups: the tower's token groups, in slot order.
         depth: the tower's number of blocks.
-        kv_only_single_block: lifetime-1 groups become keys/values only instead of positions
-            (the image tower; exact there because no mask tells positions apart).
+        kv_only_single_block: tokens of lifetime 1 become keys/values only instead of
+            positions (the image tower; exact there because no mask tells positions apart).
     """
 
     def __init__(self, groups: Sequence[TokenGroup], depth: int, kv_only_single_block: bool) -> None:
         self.groups = tuple(groups)
         self.depth = depth
-        last = [g.last_block(depth) for g in self.groups]
-        alive: list[int] = []  # owning group of each prompt-area position, in slot order
+        last = [g.last_blocks(depth) for g in self.groups]
+        alive: list[tuple[int, int]] = []  # (group, token) of each prompt-area position, in slot order
         blocks = []
         for block in range(depth):
-            alive = [g for g in alive if last[g] >= block]
-            starting = [i for i, g in enumerate(self.groups) if g.block == block]
-            kv_only = tuple(i for i in starting if kv_only_single_block and last[i] == block)
-            enter = tuple(i for i in starting if i not in kv_only)
-            for i in enter:
-                alive += [i] * self.groups[i].count
-            blocks.append(BlockEntries(enter, kv_only, tuple(last[g] > block for g in alive)))
+            alive = [(g, j) for g, j in alive if last[g][j] >= block]
+            enter, kv_only = [], []
+            for g, group in enumerate(self.groups):
+                if group.block != block:
+                    continue
+                single = tuple(j for j in range(group.count) if kv_only_single_block and last[g][j] == block)
+                positions = tuple(j for j in range(group.count) if j not in single)
+                if single:
+                    kv_only.append((g, single))
+                if positions:
+                    enter.append((g, positions))
+                    alive += [(g, j) for j in positions]
+            blocks.append(BlockEntries(tuple(enter), tuple(kv_only), tuple(last[g][j] > block for g, j in alive)))
         self.blocks = tuple(blocks)
 
     def __getitem__(self, block: int) -> BlockEntries:
