@@ -87,6 +87,11 @@ CONFIG_VALUES = {
     "DPL/ivlp_4ctx_text_only_depth12_ep5_batch4": {"OPTIM.LR": 0.0025, "TRAINER.DPL.TEXT_TEMPLATES": ["{}."]},
     "DPL/maple_2ctx_depth9_ep5_batch4": {"OPTIM.MAX_EPOCH": 5, "OPTIM.LR": 0.0035, "DATALOADER.TRAIN_X.BATCH_SIZE": 4,
                                          "TRAINER.DPL.COUPLING_INIT": "copies"},
+    "DPL/mpl_c1_add2_rm1_depth9_ep5_batch4": {"OPTIM.MAX_EPOCH": 5, "OPTIM.LR": 0.0035, "DATALOADER.TRAIN_X.BATCH_SIZE": 4,
+                                             "TRAINER.DPL.ARCH_FILE": "configs/architectures/mpl_c1_add2_rm1_depth9.json"},
+    "DPL/mpl_c1_add2_rm1_depth9_ep2_batch4_cross": {"OPTIM.MAX_EPOCH": 2, "OPTIM.LR": 0.0035},
+    "DPL/mpl_c1_add2_rm1_depth3_ep2_batch4_cross_yaml": {"OPTIM.MAX_EPOCH": 2, "OPTIM.LR": 0.0026,
+                                                         "TRAINER.DPL.ARCH_FILE": "configs/architectures/mpl_c1_add2_rm1_depth3.json"},
     "DPL/maple_2ctx_depth3_ep2_batch4_cross": {"OPTIM.MAX_EPOCH": 2, "OPTIM.LR": 0.0026,
                                                "TRAINER.DPL.ARCH_FILE": "configs/architectures/maple_2ctx_depth3.json"},
 }  # fmt: skip

@@ -375,3 +375,31 @@ def test_modular_prompt_learning_equals_its_definition(clip4, images, n_ctx, n_a
 def test_modular_configurations_that_would_remove_patch_tokens_are_refused(args, message):
     with pytest.raises(ArchitectureError, match=message):
         modular_groups(*args)
+
+
+def test_shipped_preset_files_are_their_builders_at_vit_b16():
+    """configs/architectures/*.json: each file is what the tested builders give for 12 blocks."""
+    from pathlib import Path
+
+    words = "a photo of a"
+    expected = {
+        "coop_16ctx": (context_group(16), ()),
+        "coop_4ctx_init": (context_group(4, words), ()),
+        "coop_16ctx_csc": (context_group(16, per_class=True), ()),
+        "vpt_deep_8ctx_depth12": ((), deep_prompt_groups(8, 12)),
+        "ivlp_2+2ctx_depth12": (deep_prompt_groups(2, 12, words), deep_prompt_groups(2, 12)),
+        "ivlp_4ctx_text_only_depth12": (deep_prompt_groups(4, 12, words), ()),
+        "maple_2ctx_depth9": (deep_prompt_groups(2, 9, words), deep_prompt_groups(2, 9, source="coupled")),
+        "maple_2ctx_depth3": (deep_prompt_groups(2, 3, words), deep_prompt_groups(2, 3, source="coupled")),
+        "mpl_c1_add2_rm1_depth9": (deep_prompt_groups(1, 9, "X"), modular_groups(1, 2, 1, 9, source="coupled")),
+        "mpl_c1_add2_rm1_depth3": (deep_prompt_groups(1, 3, "X"), modular_groups(1, 2, 1, 3, source="coupled")),
+        "modular_both_coupled_c1_add2_rm1_depth9": (modular_groups(1, 2, 1, 9, init="X"),
+                                                    modular_groups(1, 2, 1, 9, source="coupled")),  # fmt: skip
+        "modular_both_independent_c1_add2_rm1_depth9": (modular_groups(1, 2, 1, 9, init="X"), modular_groups(1, 2, 1, 9)),
+    }
+    folder = Path(__file__).resolve().parents[1] / "configs" / "architectures"
+    assert sorted(p.stem for p in folder.glob("*.json")) == sorted(expected)
+    for name, (text, image) in expected.items():
+        arch = PromptArchitecture.load(folder / f"{name}.json")
+        assert (arch.text_groups, arch.image_groups, arch.backbone) == (text, image, "ViT-B/16"), name
+        assert arch.text_lengths == arch.image_lengths == (0,) * 12, name
