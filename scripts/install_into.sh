@@ -7,8 +7,8 @@
 # Copies into the checkout (run this script from the DPL repository, never from the host):
 #   trainers/dpl_core/, trainers/dpl_common.py, trainers/dpl_search.py, trainers/dpl.py
 #   configs/trainers/DPLSearch/, configs/trainers/DPL/, configs/architectures/ (the presets' arch.json files)
-#   scripts/dpl/ (launchers) plus scripts/parse_results.py and scripts/plot_search.py as
-#   scripts/dpl/parse_results.py and scripts/dpl/plot_search.py (the host's scripts stay)
+#   scripts/dpl/ (launchers) plus scripts/parse_results.py, scripts/plot_search.py and
+#   scripts/plot_tokens.py into scripts/dpl/ (the host's scripts stay)
 #   datasets/synthetic.py, datasets/coop_format.py and configs/datasets/synthetic.yaml, only
 #   when the host has no synthetic reader of its own. The other dataset readers are never
 #   copied: the host's readers register the same names, and a second registration would crash.
@@ -264,6 +264,7 @@ plan_tree configs/architectures configs/architectures
 plan_tree scripts/dpl scripts/dpl
 plan scripts/parse_results.py scripts/dpl/parse_results.py
 plan scripts/plot_search.py scripts/dpl/plot_search.py
+plan scripts/plot_tokens.py scripts/dpl/plot_tokens.py
 
 # The Dassl fix: asked for now, or recorded by an earlier install and not taken back.
 if [[ "$FIX_REQUEST" == fix ]] || { [[ -z "$FIX_REQUEST" ]] && manifest_option "$FIX_OPTION"; }; then

@@ -40,6 +40,7 @@ SHIPPED = {
     "trainers/dpl.py": "trainers/dpl.py",
     "scripts/parse_results.py": "scripts/dpl/parse_results.py",
     "scripts/plot_search.py": "scripts/dpl/plot_search.py",
+    "scripts/plot_tokens.py": "scripts/dpl/plot_tokens.py",
     **{
         str(p.relative_to(REPO)): str(p.relative_to(REPO))
         for folder in ("trainers/dpl_core", "configs/trainers/DPLSearch", "configs/trainers/DPL", "configs/architectures", "scripts/dpl")
