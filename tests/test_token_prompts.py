@@ -403,3 +403,22 @@ def test_shipped_preset_files_are_their_builders_at_vit_b16():
         arch = PromptArchitecture.load(folder / f"{name}.json")
         assert (arch.text_groups, arch.image_groups, arch.backbone) == (text, image, "ViT-B/16"), name
         assert arch.text_lengths == arch.image_lengths == (0,) * 12, name
+
+
+@pytest.mark.parametrize("image_source", ["coupled", "learned"])
+def test_modular_rule_in_both_towers_equals_the_literal_sequence(clip4, images, image_source):
+    """Our extension: the stack rule in the text tower too (tokens after SOT, causal mask kept)."""
+    depth = tower_depths(clip4)[0]
+    text_groups = modular_groups(1, 2, 1, depth, init="X")
+    image_groups = modular_groups(1, 2, 1, tower_depths(clip4)[1], source=image_source)
+    model = PromptedCLIP.fixed(clip4, architecture(clip4, text_groups, image_groups))
+    randomise(model)
+    text_values = model.text_tokens.values(model.image_tokens, model.couplings["text"])
+    image_values = model.image_tokens.values(model.text_tokens, model.couplings["image"])
+    tokenized = literal.tokenize([f"a photo of a {n}." for n in NAMES])
+    expected = literal.logits(
+        clip4, literal.literal_groups_image(clip4, images, image_groups, image_values),
+        literal.literal_groups_text(clip4, tokenized, text_groups, text_values),
+    )  # fmt: skip
+    learned = [p for p in model.prompt_parameters() if p.numel()]
+    compare_with_gradients(model, model(images, engine_tokens("a photo of a {}.")), expected, learned)
