@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Time the baseline presets (CoOp, VPT-deep, IVLP, MaPLe) on the engine against their literal form.
+"""Time the baseline presets (CoOp, VPT-deep, IVLP, MaPLe, MPL) on the engine against their literal form.
 
 Builds a randomly initialised CLIP of ViT-B/16 dimensions (fp32, frozen; nothing is
 downloaded), the preset's architecture from ``configs/architectures/``, and measures per class
@@ -11,7 +11,8 @@ train step
     EOT and encoded in chunks, the last block computes the pooled positions only, prompt
     tokens in their last block are keys/values only). ``literal``: the methods' own form
     (``scripts/literal_prompting.py``): the 77-token class prompts with the context slots,
-    deep prompts overwriting the slots block after block, every position through every block.
+    deep prompts overwriting the slots block after block (MPL: image tokens dropped from the
+    tail and appended block after block), every position through every block.
 evaluation pass
     ``--eval-images`` images in test batches of ``--eval-batch``. ``engine``: class features once
     (as the trainers cache them), image batches against them. ``literal``: the 77-token text
@@ -53,12 +54,13 @@ from trainers.dpl_core.prompted_clip import AUTO_CLASS_CHUNK, RECOMPUTE_ABOVE_CL
 
 import clip  # noqa: E402  (after trainers.dpl_core, which silences clip's pkg_resources warning)
 
-# Preset -> (engine template, the original's class prompt before the name, its number of slots).
+# Preset -> (engine template, the original's class prompt before the name, MPL's N_RM_OP or None).
 PRESETS = {
-    "coop_16ctx": ("{}.", " ".join(["X"] * 16)),
-    "vpt_deep_8ctx_depth12": ("a photo of a {}.", "a photo of a"),
-    "ivlp_2+2ctx_depth12": ("of a {}.", "a photo of a"),
-    "maple_2ctx_depth9": ("of a {}.", "a photo of a"),
+    "coop_16ctx": ("{}.", " ".join(["X"] * 16), None),
+    "vpt_deep_8ctx_depth12": ("a photo of a {}.", "a photo of a", None),
+    "ivlp_2+2ctx_depth12": ("of a {}.", "a photo of a", None),
+    "maple_2ctx_depth9": ("of a {}.", "a photo of a", None),
+    "mpl_c1_add2_rm1_depth9": ("a photo of a {}.", "X a photo of a", 1),
 }
 
 
@@ -76,9 +78,14 @@ def literal_text(model: PromptedCLIP, tokenized: Tensor) -> Tensor:
     return literal.slotted_text_features(model.clip_model, tokenized, ctx, deep)
 
 
-def literal_image(model: PromptedCLIP, images: Tensor) -> Tensor:
+def literal_image(model: PromptedCLIP, images: Tensor, n_rm: int | None) -> Tensor:
     _, _, shallow, deep = literal_parts(model)
-    return literal.deep_image_features(model.clip_model, images, shallow, deep)
+    if n_rm is None:
+        return literal.deep_image_features(model.clip_model, images, shallow, deep)
+    # MPL: the tokens added at each block, map after map
+    groups = model.image_tokens.groups[1:]
+    added = [torch.cat([t for t, g in zip(deep, groups) if g.block == block]) for block in sorted({g.block for g in groups})]
+    return literal.modular_image_features(model.clip_model, images, shallow, added, n_rm)
 
 
 def timed(step: Callable[[], object], repeats: int, device: torch.device) -> tuple[float, object]:
@@ -108,7 +115,7 @@ def measure(preset: str, classes: int, stages: Sequence[str], args: argparse.Nam
     with torch.no_grad():
         for param in model.prompt_parameters():
             param.add_(torch.randn_like(param) * 0.02)
-    template, prefix = PRESETS[preset]
+    template, prefix, n_rm = PRESETS[preset]
     names = class_names(classes)
     engine_tokens = truncate_tokens(clip.tokenize([template.format(n) for n in names])).to(device)
     literal_tokens = clip.tokenize([f"{prefix} {n}." for n in names]).to(device)
@@ -127,7 +134,7 @@ def measure(preset: str, classes: int, stages: Sequence[str], args: argparse.Nam
             return logits.detach()
 
         def literal_step():
-            logits = literal.logits(clip_model, literal_image(model, images), literal_text(model, literal_tokens))
+            logits = literal.logits(clip_model, literal_image(model, images, n_rm), literal_text(model, literal_tokens))
             torch.autograd.grad(F.cross_entropy(logits, labels), learned)
             return logits.detach()
 
@@ -147,7 +154,7 @@ def measure(preset: str, classes: int, stages: Sequence[str], args: argparse.Nam
 
         @torch.no_grad()
         def literal_pass():
-            return torch.cat([literal.logits(clip_model, literal_image(model, b), literal_text(model, literal_tokens))
+            return torch.cat([literal.logits(clip_model, literal_image(model, b, n_rm), literal_text(model, literal_tokens))
                               for b in batches])  # fmt: skip
 
         fast, fast_logits = timed(engine_pass, args.eval_repeats, device)
@@ -160,7 +167,7 @@ def measure(preset: str, classes: int, stages: Sequence[str], args: argparse.Nam
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--presets", nargs="+", choices=tuple(PRESETS), default=list(PRESETS))
-    parser.add_argument("--classes", type=int, nargs="+", default=[100, 1000])
+    parser.add_argument("--classes", type=int, nargs="+", default=[10, 100, 1000])
     parser.add_argument("--stages", nargs="+", choices=("train", "eval"), default=["train", "eval"])
     parser.add_argument("--train-classes-max", type=int, default=100,
                         help="train steps only up to this many classes (the literal step at 1000 needs ~50 GB)")  # fmt: skip
