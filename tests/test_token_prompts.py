@@ -422,3 +422,32 @@ def test_modular_rule_in_both_towers_equals_the_literal_sequence(clip4, images, 
     )  # fmt: skip
     learned = [p for p in model.prompt_parameters() if p.numel()]
     compare_with_gradients(model, model(images, engine_tokens("a photo of a {}.")), expected, learned)
+
+
+def test_block0_text_tokens_without_position_keep_the_class_positions(clip4, images):
+    """positional=False: block-0 text tokens enter as later ones do, the class tokens keep their positions."""
+    groups = (TokenGroup(0, 1, None), TokenGroup(0, 2, (1, None), positional=False), TokenGroup(1, 1, 2))
+    model = PromptedCLIP.fixed(clip4, architecture(clip4, text=groups))
+    randomise(model)
+    values = model.text_tokens.values(model.image_tokens, model.couplings["text"])
+    tokenized = literal.tokenize([f"a photo of a {n}." for n in NAMES])
+    # literal: the positional token takes position 1, the class tokens 2..; the others get no position
+    clip_model, depth = clip4, tower_depths(clip4)[0]
+    emb = clip_model.token_embedding(tokenized)
+    x = torch.cat([emb[:, :1], values[0].expand(3, -1, -1), emb[:, 1:]], dim=1)[:, :77] + clip_model.positional_embedding
+    x = torch.cat([x[:, :2], values[1].expand(3, -1, -1), x[:, 2:]], dim=1)
+    live = [depth - 1, 0, depth - 1]
+    for b, block in enumerate(clip_model.transformer.resblocks):
+        if b:
+            keep = [j for j, last in enumerate(live) if last >= b]
+            new = [values[2].expand(3, -1, -1)] if b == 1 else []
+            x = torch.cat([x[:, :1], x[:, 1 : 1 + len(live)][:, keep], *new, x[:, 1 + len(live) :]], dim=1)
+            live = [live[j] for j in keep] + ([2] if b == 1 else [])
+        x = literal._run_block(block, x, causal=True)
+    x = clip_model.ln_final(x)
+    expected = x[torch.arange(3), tokenized.argmax(dim=-1) + len(live)] @ clip_model.text_projection
+    assert_close(model.encode_text(engine_tokens("a photo of a {}.")), expected)
+    with pytest.raises(ArchitectureError, match="positional ones must come before"):
+        architecture(clip4, text=(TokenGroup(0, 1, None, positional=False), TokenGroup(0, 1, None)))
+    with pytest.raises(ArchitectureError, match="text tower only"):
+        architecture(clip4, image=(TokenGroup(0, 1, None, positional=False),))

@@ -302,7 +302,7 @@ class DPLTrainerBase(TrainerX):
         templates = list(self.cfg.TRAINER.DPL.TEXT_TEMPLATES)
         tokens = torch.stack([clip.tokenize([t.format(name) for name in names]) for t in templates])
         length = truncate_tokens(tokens.flatten(0, 1)).shape[1]
-        inserted = self.model.schedules["text"][0].area  # prompt tokens placed after SOT at block 0
+        inserted = self.model.schedules["text"][0].positional  # prompt tokens that take positions after SOT
         context = self.model.clip_model.positional_embedding.shape[0]
         if length + inserted > context:
             longest = int(tokens.argmax(dim=-1).flatten().argmax())

@@ -71,6 +71,11 @@ class TokenGroup:
             and MaPLe's "a photo of a": the first ``count`` tokens); "" = N(0, std^2).
         per_class: text tower, learned: one set of tokens per class (CoOp's class-specific
             context).
+        positional: block-0 text tokens take the positional embeddings of positions 1..count
+            and move the class tokens back (CoOp's layout); False: they enter as later tokens
+            do, without a positional embedding, and the class tokens keep their positions (the
+            token search's space, whose soft counts cannot move positions). Positional groups
+            come before the others of block 0.
     """
 
     block: int
@@ -79,6 +84,7 @@ class TokenGroup:
     source: str = "learned"
     init: str = ""
     per_class: bool = False
+    positional: bool = True
 
     def __post_init__(self) -> None:
         if not _is_int(self.block) or self.block < 0:
@@ -94,8 +100,9 @@ class TokenGroup:
                 raise ArchitectureError(f"token group lifetime must be an integer >= 1 or null (to the end), got {self.lifetime!r}")
         if self.source not in TOKEN_SOURCES:
             raise ArchitectureError(f"token group source must be one of {TOKEN_SOURCES}, got {self.source!r}")
-        if not isinstance(self.init, str) or not isinstance(self.per_class, bool):
-            raise ArchitectureError(f"token group init must be a string and per_class a boolean, got {self.init!r}, {self.per_class!r}")
+        if not isinstance(self.init, str) or not isinstance(self.per_class, bool) or not isinstance(self.positional, bool):
+            raise ArchitectureError(f"token group init must be a string, per_class and positional booleans, got "
+                                    f"{self.init!r}, {self.per_class!r}, {self.positional!r}")
         if self.source == "coupled" and (self.init or self.per_class):
             raise ArchitectureError("a coupled token group is a map of another group: it takes no init and no per_class")
 
@@ -118,6 +125,7 @@ class TokenGroup:
             life = blocks(self.lifetime)
         extras = [self.source] if self.source != "learned" else []
         extras += [f"init '{self.init}'"] * bool(self.init) + ["per class"] * self.per_class
+        extras += ["no position"] * (not self.positional)
         return f"{self.count}@{self.block} ({life}{', ' + ', '.join(extras) if extras else ''})"
 
     def to_dict(self) -> dict[str, Any]:
@@ -250,8 +258,8 @@ class PromptArchitecture:
                 raise ArchitectureError(f"{where} enters at block {group.block}, but the {tower} tower has {depth} blocks")
             if max(group.last_blocks(depth)) >= depth:
                 raise ArchitectureError(f"{where} would live to block {max(group.last_blocks(depth))}, past the {tower} tower's last block {depth - 1}")
-            if tower == "image" and (group.init or group.per_class):
-                raise ArchitectureError(f"{where}: init words and per_class exist in the text tower only")
+            if tower == "image" and (group.init or group.per_class or not group.positional):
+                raise ArchitectureError(f"{where}: init words, per_class and positional false exist in the text tower only")
             if group.source == "coupled":
                 source = self.coupling_source(tower, index)
                 if source is None:
@@ -259,6 +267,9 @@ class PromptArchitecture:
                 if self.groups(other)[source].count != group.count:
                     raise ArchitectureError(f"{where} is coupled to {other} group {source}, which has "
                                             f"{self.groups(other)[source].count} tokens, not {group.count}")
+        first = [g.positional for g in groups if g.block == 0]
+        if first != sorted(first, reverse=True):
+            raise ArchitectureError(f"{tower} groups of block 0: the positional ones must come before the others, got {first}")
 
     def groups(self, tower: str) -> tuple[TokenGroup, ...]:
         """The token groups of ``tower``."""

@@ -377,15 +377,23 @@ class TowerRun:
 
     def enter(self, x: Tensor, block: int) -> Tensor:
         """``x`` ``[batch, n, width]`` (block 0: the real tokens; later: the previous block's
-        output) with this block's entering tokens in the prompt area."""
+        output) with this block's entering tokens in the prompt area. In block 0 the entry
+        transform sees the positional tokens and not the others (``TokenGroup.positional``)."""
         entries = self.schedule[block]
         if block == 0:
             self.start = 1 if self.after_first else x.shape[1]
-        if entries.enter:
-            at = self.start + (self.schedule.area_after(block - 1) if block else 0)
-            new = self._tokens(entries.enter, x.shape[0], x.dtype)
-            x = torch.cat([x[:, :at], new, x[:, at:]], dim=1)
-        return self.entry(x) if block == 0 else x
+        at = self.start + (self.schedule.area_after(block - 1) if block else 0)
+        new = self._tokens(entries.enter, x.shape[0], x.dtype) if entries.enter else None
+        if block == 0:
+            if new is not None and entries.positional:
+                x = torch.cat([x[:, :at], new[:, : entries.positional], x[:, at:]], dim=1)
+            x = self.entry(x)
+            if new is None or new.shape[1] == entries.positional:
+                return x
+            at, new = at + entries.positional, new[:, entries.positional :]
+        elif new is None:
+            return x
+        return torch.cat([x[:, :at], new, x[:, at:]], dim=1)
 
     def kv_only(self, block: int, dtype: torch.dtype) -> Tensor | None:
         """``[tokens, width]`` keys/values-only tokens of ``block`` (raw, before ``ln_1``), or None."""
@@ -698,7 +706,7 @@ class PromptedCLIP(nn.Module):
         the classes of the rows (None: all classes in order) for per-class token groups."""
         model = self.clip_model
         context = model.positional_embedding.shape[0]
-        inserted = self.schedules["text"][0].area  # only block-0 tokens take positional embeddings
+        inserted = self.schedules["text"][0].positional  # only these take positional embeddings
         if embeddings.shape[1] + inserted > context:
             raise ValueError(
                 f"class prompts of {embeddings.shape[1]} tokens plus {inserted} prompt tokens after SOT exceed "

@@ -47,6 +47,7 @@ class BlockEntries:
     enter: tuple[tuple[int, tuple[int, ...]], ...]
     kv_only: tuple[tuple[int, tuple[int, ...]], ...]
     read: tuple[bool, ...]
+    positional: int = 0  # block 0: the first entering tokens that take positional embeddings
 
     @property
     def area(self) -> int:
@@ -83,7 +84,8 @@ class TokenSchedule:
                 if positions:
                     enter.append((g, positions))
                     alive += [(g, j) for j in positions]
-            blocks.append(BlockEntries(tuple(enter), tuple(kv_only), tuple(last[g][j] > block for g, j in alive)))
+            positional = sum(len(tokens) for g, tokens in enter if self.groups[g].positional) if block == 0 else 0
+            blocks.append(BlockEntries(tuple(enter), tuple(kv_only), tuple(last[g][j] > block for g, j in alive), positional))
         self.blocks = tuple(blocks)
 
     def __getitem__(self, block: int) -> BlockEntries:
