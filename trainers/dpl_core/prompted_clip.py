@@ -42,6 +42,7 @@ from torch.utils.checkpoint import checkpoint
 
 from .architecture import TOWERS, PromptArchitecture
 from .token_prompts import TokenSchedule, TowerTokens, coupled_sources, identical_copies
+from .token_search import TokenSearchSpace, TokenSearchWeights, gate_bias
 
 # Automatic class chunking (TRAINER.DPL.CLASS_CHUNK_SIZE 0): chunks of this many length-sorted
 # class prompts, recomputed in backward once there are more classes than RECOMPUTE_ABOVE_CLASSES
@@ -62,14 +63,16 @@ def softmax_attention(query: Tensor, key: Tensor, value: Tensor, attn_mask: Tens
         query: ``[..., Q, dh]``.
         key, value: ``[..., N, dh]``.
         attn_mask: bool, broadcastable to ``[..., Q, N]``, True where a query may see a key
-            (every query sees at least one key); None = all.
+            (every query sees at least one key), or float, added to the scores; None = all.
 
     Returns:
         ``[..., Q, dh]``.
     """
     scores = (query * query.shape[-1] ** -0.5) @ key.transpose(-1, -2)  # [..., Q, N]
-    if attn_mask is not None:
+    if attn_mask is not None and attn_mask.dtype == torch.bool:
         scores = scores.masked_fill(~attn_mask, float("-inf"))
+    elif attn_mask is not None:
+        scores = scores + attn_mask
     return torch.softmax(scores, dim=-1) @ value
 
 
@@ -182,7 +185,8 @@ def prompted_attention(
         queries: ``[batch, queries, width]`` normalised real tokens that ask (after ``ln_1``);
             pass ``tokens`` itself for every position, which projects q, k, v in one matmul.
         tokens: ``[batch, tokens, width]`` normalised real tokens that answer (keys/values).
-        key_mask: bool, True where a query may see a real key, ``[queries, tokens]`` or
+        key_mask: bool, True where a query may see a real key, or float, added to the attention
+            logits (the token search's gates), ``[queries, tokens]`` or
             ``[batch, 1, queries, tokens]``; None = all. Prompts are always visible.
         prompts: ``[prompt_tokens, width]`` normalised prompts, or None / empty for none.
         segments: ``[prompt_tokens, candidates]`` 0/1 membership of each prompt vector in each
@@ -219,7 +223,8 @@ def prompted_attention(
         values = torch.cat([v, v_p.expand(batch, -1, -1, -1)], dim=2)
         mask = None
         if key_mask is not None:
-            mask = torch.cat([key_mask, key_mask.new_ones(*key_mask.shape[:-1], k_p.shape[1])], dim=-1)
+            visible = key_mask.new_ones if key_mask.dtype == torch.bool else key_mask.new_zeros
+            mask = torch.cat([key_mask, visible(*key_mask.shape[:-1], k_p.shape[1])], dim=-1)
         out = scaled_dot_product_attention(q, keys, values, attn_mask=mask)
     else:
         out = _mixed_candidate_attention(q, k, v, k_p, v_p, key_mask, segments, mixture)
@@ -341,6 +346,8 @@ class TowerRun:
         entry: applied to the whole block-0 sequence once its tokens are in (text: add the
             positional embeddings; image: ``ln_pre``), and to block-0 keys/values-only tokens.
         rows: ``[batch]`` class of each row, for per-class groups (text).
+        bias: per block, ``[area]`` fp32 additive attention logits of the prompt-area keys (the
+            token search's ``log p``), or None.
     """
 
     def __init__(
@@ -350,12 +357,14 @@ class TowerRun:
         after_first: bool,
         entry: Callable[[Tensor], Tensor],
         rows: Tensor | None = None,
+        bias: Sequence[Tensor] | None = None,
     ) -> None:
         self.schedule = schedule
         self.values = values
         self.after_first = after_first
         self.entry = entry
         self.rows = rows
+        self.bias = bias
         self.start = 1
 
     def _value(self, group: int, tokens: tuple[int, ...], dtype: torch.dtype) -> Tensor:
@@ -402,6 +411,20 @@ class TowerRun:
             return None
         tokens = torch.cat([self._value(group, indices, dtype) for group, indices in entries])
         return self.entry(tokens) if block == 0 else tokens
+
+    def key_mask(self, block: int, length: int, causal: Tensor | None, dtype: torch.dtype) -> Tensor | None:
+        """The block's attention mask over a ``length``-long sequence: ``causal`` (bool
+        ``[length, length]`` or None) as it is, or with the prompt-area keys' gates, a float
+        ``[length, length]`` mask (``-inf`` where not visible)."""
+        if self.bias is None:
+            return causal
+        bias = self.bias[block]
+        full = bias.new_zeros(length)
+        full[self.start : self.start + bias.shape[0]] = bias
+        full = full.to(dtype)
+        if causal is None:
+            return full.expand(length, length)
+        return torch.where(causal, full, torch.full_like(full, float("-inf")))
 
     def query_index(self, block: int, length: int, device: torch.device) -> Tensor | None:
         """``[queries]`` positions of a ``length``-long sequence that ``block`` must compute
@@ -521,6 +544,7 @@ class PromptedCLIP(nn.Module):
         text_tokens: TowerTokens | None = None,
         image_tokens: TowerTokens | None = None,
         couplings: dict[str, dict[int, int]] | None = None,
+        token_weights: TokenSearchWeights | None = None,
     ) -> None:
         super().__init__()
         self.clip_model = clip_model.requires_grad_(False)
@@ -532,13 +556,19 @@ class PromptedCLIP(nn.Module):
         self.text_tokens = text_tokens if text_tokens is not None else TowerTokens((), tower_width(clip_model, "text"))
         self.image_tokens = image_tokens if image_tokens is not None else TowerTokens((), tower_width(clip_model, "image"))
         self.couplings = {"text": {}, "image": {}, **(couplings or {})}
-        # Lifetime-1 image tokens are keys/values only; text tokens stay positions (masked from SOT).
+        # Lifetime-1 image tokens are keys/values only; text tokens stay positions (masked from
+        # SOT); in the token search every token is a position, so that its gate applies.
         self.schedules = {
             "text": TokenSchedule(self.text_tokens.groups, text_depth, kv_only_single_block=False),
-            "image": TokenSchedule(self.image_tokens.groups, image_depth, kv_only_single_block=True),
+            "image": TokenSchedule(self.image_tokens.groups, image_depth, kv_only_single_block=token_weights is None),
         }
         if arch_weights is not None and (self.text_tokens.groups or self.image_tokens.groups):
             raise ValueError("the length-search supernet takes no token groups")
+        self.token_weights = token_weights
+        if token_weights is not None:
+            for tower in TOWERS:
+                if any(g.block != i or g.source != "learned" for i, g in enumerate(self.schedules[tower].groups)):
+                    raise ValueError("the token-search supernet takes one learned group per block (TokenSearchSpace.supernet_groups)")
         for tower, prompts, depth in (("text", text_prompts, text_depth), ("image", image_prompts, image_depth)):
             if len(prompts.prompts) != depth:
                 raise ValueError(f"{tower} prompts cover {len(prompts.prompts)} blocks; the {tower} tower has {depth}")
@@ -608,6 +638,31 @@ class PromptedCLIP(nn.Module):
             **kwargs,
         )
 
+    @classmethod
+    def token_supernet(
+        cls,
+        clip_model: nn.Module,
+        space: TokenSearchSpace,
+        init_std: float = 0.02,
+        alpha_init_std: float = 1e-3,
+        temperature: float = 1.0,
+        **kwargs,
+    ) -> "PromptedCLIP":
+        """Search-stage model of the token search: every potential token of ``space`` in both
+        towers, its attention logits gated by ``log p`` (see ``token_search``)."""
+        text_depth, image_depth = tower_depths(clip_model)
+        no_prompts = {tower: TowerPrompts((0,) * depth, tower_width(clip_model, tower))
+                      for tower, depth in (("text", text_depth), ("image", image_depth))}  # fmt: skip
+        return cls(
+            clip_model,
+            no_prompts["text"],
+            no_prompts["image"],
+            text_tokens=TowerTokens(space.supernet_groups("text", text_depth), tower_width(clip_model, "text"), init_std),
+            image_tokens=TowerTokens(space.supernet_groups("image", image_depth), tower_width(clip_model, "image"), init_std),
+            token_weights=TokenSearchWeights(space, text_depth, image_depth, alpha_init_std, temperature),
+            **kwargs,
+        )
+
     @property
     def dtype(self) -> torch.dtype:
         """Compute dtype of the frozen CLIP weights."""
@@ -622,7 +677,14 @@ class PromptedCLIP(nn.Module):
         """The token groups of ``tower`` for one forward pass (see :class:`TowerRun`)."""
         own, other = (self.text_tokens, self.image_tokens) if tower == "text" else (self.image_tokens, self.text_tokens)
         values = own.values(other, self.couplings[tower])
-        return TowerRun(self.schedules[tower], values, after_first=tower == "text", entry=entry, rows=rows)
+        bias = None
+        if self.token_weights is not None:
+            gates = gate_bias(self.token_weights.gates(tower))  # [entry block, token, block]
+            bias = []
+            for block, entries in enumerate(self.schedules[tower].blocks):  # group g enters at block g
+                entered, token = zip(*entries.tokens) if entries.tokens else ((), ())
+                bias.append(gates[list(entered), list(token), block])
+        return TowerRun(self.schedules[tower], values, after_first=tower == "text", entry=entry, rows=rows, bias=bias)
 
     def _run_tower(self, tower: str, x: Tensor, run: TowerRun, pooled: Tensor | None = None) -> Tensor:
         """Run ``x`` ``[batch, tokens, width]`` (the real tokens, before the tower's entry
@@ -640,7 +702,7 @@ class PromptedCLIP(nn.Module):
         for index, block in enumerate(blocks):
             x = run.enter(x, index)
             length = x.shape[1]
-            key_mask = self.causal_mask[:length, :length] if tower == "text" else None
+            key_mask = run.key_mask(index, length, self.causal_mask[:length, :length] if tower == "text" else None, x.dtype)
             block_prompts, segments = prompts.block_inputs(index)
             block_prompts = join_key_value_prompts(block_prompts, run.kv_only(index, x.dtype))
             weights = mixture[index] if mixture is not None else None

@@ -42,12 +42,15 @@ class BlockEntries:
         kv_only: ``(group, token indices)`` pairs that are this block's keys/values only
             (never positions).
         read: per prompt-area position (after ``enter``), whether its output is read later.
+        positional: block 0: how many of the entering tokens take positional embeddings.
+        tokens: per prompt-area position, its ``(group, token)``.
     """
 
     enter: tuple[tuple[int, tuple[int, ...]], ...]
     kv_only: tuple[tuple[int, tuple[int, ...]], ...]
     read: tuple[bool, ...]
-    positional: int = 0  # block 0: the first entering tokens that take positional embeddings
+    positional: int = 0
+    tokens: tuple[tuple[int, int], ...] = ()
 
     @property
     def area(self) -> int:
@@ -85,7 +88,8 @@ class TokenSchedule:
                     enter.append((g, positions))
                     alive += [(g, j) for j in positions]
             positional = sum(len(tokens) for g, tokens in enter if self.groups[g].positional) if block == 0 else 0
-            blocks.append(BlockEntries(tuple(enter), tuple(kv_only), tuple(last[g][j] > block for g, j in alive), positional))
+            read = tuple(last[g][j] > block for g, j in alive)
+            blocks.append(BlockEntries(tuple(enter), tuple(kv_only), read, positional, tuple(alive)))
         self.blocks = tuple(blocks)
 
     def __getitem__(self, block: int) -> BlockEntries:
