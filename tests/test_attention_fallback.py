@@ -96,9 +96,10 @@ def test_the_fused_kernel_is_chosen_where_torch_has_it():
 
 
 @needs_fused
-@pytest.mark.parametrize("mask", ["none", "causal", "per_row"])
+@pytest.mark.parametrize("mask", ["none", "causal", "per_row", "gated"])
 def test_softmax_attention_equals_the_fused_kernel(mask):
-    """Every mask shape the model passes: none, ``[Q, N]`` causal, ``[B, 1, 1, N]`` (pooled queries)."""
+    """Every mask the model passes: none, ``[Q, N]`` causal, ``[B, 1, 1, N]`` (pooled queries),
+    and the token search's float ``[Q, N]`` (causal ``-inf`` plus ``log p`` of gated keys)."""
     generator = torch.Generator().manual_seed(0)
     batch, heads, length, dim = 3, 2, 7, 16
     queries = 1 if mask == "per_row" else length
@@ -108,7 +109,9 @@ def test_softmax_attention_equals_the_fused_kernel(mask):
         "none": None,
         "causal": torch.ones(length, length, dtype=torch.bool).tril(),
         "per_row": torch.ones(length, length, dtype=torch.bool).tril()[torch.tensor([2, 6, 0])].view(batch, 1, 1, length),
-    }[mask]
+        "gated": torch.where(torch.ones(length, length, dtype=torch.bool).tril(),
+                             torch.tensor([0.0, -0.3, -2.0, float("-inf"), -0.7, 0.0, -5.0]), float("-inf")),
+    }[mask]  # fmt: skip
     outputs = [attention(q, k, v, attn_mask=attn_mask) for attention in (F.scaled_dot_product_attention, softmax_attention)]
     weights = torch.randn(outputs[0].shape, generator=generator)
     fused, written_out = (torch.autograd.grad((out * weights).sum(), (q, k, v)) for out in outputs)
