@@ -269,3 +269,20 @@ def test_the_schedule_follows_dassls_warm_up_and_cosine():
     assert [round(lr_factor(e, optim), 6) for e in range(4)] == [0.001, 0.333333, 0.666667, 0.793893]
     optim.WARMUP_TYPE, optim.WARMUP_CONS_LR = "constant", 2e-5
     assert [round(lr_factor(e, optim), 6) for e in (0, 2, 3)] == [0.002, 0.002, 0.793893]
+
+
+def test_the_other_search_space_keys_must_keep_their_defaults():
+    cfg = defaults()
+    cfg.TRAINER.DPLSEARCH.SPACE = "tokens"
+    cfg.TRAINER.DPLSEARCH.MAX_LENGTH = 3
+    with pytest.raises(ConfigError, match="TRAINER.DPLSEARCH.MAX_LENGTH must be left at its default 6 with SPACE 'tokens'"):
+        validate(cfg)
+    cfg = defaults()
+    cfg.TRAINER.DPLSEARCH.MAX_LIFETIME = 2
+    with pytest.raises(ConfigError, match="MAX_LIFETIME must be left at its default 3 with SPACE 'lengths'"):
+        validate(cfg)
+    cfg = defaults()
+    cfg.TRAINER.DPLSEARCH.SPACE = "tokens"
+    cfg.TRAINER.DPL.TEXT_INPUT = "averaged_template_embeddings"
+    with pytest.raises(ConfigError, match="TEXT_INPUT must be 'templates' with TRAINER.DPLSEARCH.SPACE tokens"):
+        validate(cfg)

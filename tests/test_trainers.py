@@ -342,3 +342,47 @@ def test_token_groups_refuse_the_averaged_text_input(tmp_path, data_root, tiny_c
     with pytest.raises(ConfigError, match="TEXT_INPUT must be 'templates'"):
         make_trainer(run_args("DPL", tmp_path / "x", data_root, tiny_checkpoint, "TRAINER.DPL.ARCH_FILE", str(arch),
                               "TRAINER.DPL.TEXT_INPUT", "averaged_template_embeddings"))  # fmt: skip
+
+
+def test_token_search_trains_resumes_exactly_and_its_architecture_trains_with_dpl(tmp_path, data_root, tiny_checkpoint):
+    out = tmp_path / "tokens"
+    argv = run_args("DPLSearch", out, data_root, tiny_checkpoint, "OPTIM.MAX_EPOCH", "3", "TRAINER.DPLSEARCH.SPACE", "tokens",
+                    "TRAINER.DPLSEARCH.MAX_TOKENS", "2", "TRAINER.DPLSEARCH.MAX_LIFETIME", "2")  # fmt: skip
+    at = argv.index("TRAINER.DPLSEARCH.MAX_LENGTH")
+    del argv[at : at + 2]  # the length space's key stays at its default
+    trainer = make_trainer(argv)
+    weights = trainer.model.token_weights
+    assert trainer._models["arch_weights"] is weights
+    original_run_epoch = trainer.run_epoch
+
+    def run_then_stop():
+        if trainer.epoch == 1:
+            raise KeyboardInterrupt  # cut off during the second epoch
+        original_run_epoch()
+
+    trainer.run_epoch = run_then_stop
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train()
+    saved = json.loads((out / "alpha_history.jsonl").read_text().splitlines()[0])
+    assert saved["space"] == "tokens" and saved["lifetimes"] == [1, 2, None]
+    assert torch.tensor(saved["text"]["lifetimes"]).shape == (3, 2, 3)  # blocks, tokens, lifetimes
+    steps = {name: trainer._optims["arch_weights"].state[p]["step"] for name, p in weights.named_parameters()}
+
+    resumed = make_trainer(argv)
+    resumed.before_train()
+    assert resumed.start_epoch == 1
+    restored = resumed.model.token_weights
+    assert torch.equal(restored.text_counts.detach(), torch.tensor(saved["text"]["counts"]))
+    assert torch.equal(restored.image_lifetimes.detach(), torch.tensor(saved["image"]["lifetimes"]))
+    for name, param in restored.named_parameters():
+        state = resumed._optims["arch_weights"].state[param]
+        assert state["step"] == steps[name] and "exp_avg" in state, name
+    resumed.train()
+    assert [json.loads(line)["epoch"] for line in (out / "alpha_history.jsonl").read_text().splitlines()] == [1, 2, 3]
+    arch = PromptArchitecture.load(out / "arch.json")
+    assert arch == resumed.architecture() and arch.text_lengths == (0, 0, 0)
+
+    trained = tmp_path / "train"
+    dpl = make_trainer(run_args("DPL", trained, data_root, tiny_checkpoint, "TRAINER.DPL.ARCH_FILE", str(out / "arch.json")))
+    dpl.train()
+    assert json.loads((trained / "result.json").read_text())["accuracy"] is not None

@@ -1,4 +1,6 @@
-"""``DPLSearch``: differentiable search over per-block prompt lengths (first-order DARTS).
+"""``DPLSearch``: differentiable search over per-block prompt lengths (first-order DARTS), or
+with ``TRAINER.DPLSEARCH.SPACE tokens`` over how many prompt tokens enter each block and how
+long each lives (``trainers/dpl_core/token_search.py``).
 
 Every iteration takes an alpha step on a validation batch (Adam or SGD on the architecture
 weights only), then a prompt step on the training batch (Dassl's optimizer and schedule on the
@@ -32,7 +34,14 @@ from dassl.metrics import compute_accuracy
 from trainers.dpl_common import DPLTrainerBase, NamedImageErrors
 from trainers.dpl_core.architecture import ARCH_FILE, HISTORY_FILE, PromptArchitecture, decode, default_candidates
 from trainers.dpl_core.config import ConfigError
-from trainers.dpl_core.prompted_clip import TOWERS, PromptedCLIP
+from trainers.dpl_core.prompted_clip import TOWERS, PromptedCLIP, tower_depths
+from trainers.dpl_core.token_search import TokenSearchSpace, decode_tokens
+
+
+def token_space(search) -> TokenSearchSpace:
+    """The token search's space from ``TRAINER.DPLSEARCH``."""
+    lifetimes = tuple(range(1, search.MAX_LIFETIME + 1)) + ((None,) if search.LIFETIME_TO_END else ())
+    return TokenSearchSpace(search.MAX_TOKENS, lifetimes)
 
 
 def split_holdout(items: list, fraction: float, seed: int) -> tuple[list, list]:
@@ -171,16 +180,19 @@ class DPLSearch(DPLTrainerBase):
         cfg = self.cfg
         search = cfg.TRAINER.DPLSEARCH
         self.candidates = default_candidates(search.MAX_LENGTH)
-        model = PromptedCLIP.supernet(
+        self.token_space = token_space(search) if search.SPACE == "tokens" else None
+        build = PromptedCLIP.token_supernet if self.token_space else PromptedCLIP.supernet
+        model = build(
             self.build_clip(),
-            self.candidates,
+            self.token_space or self.candidates,
             init_std=cfg.TRAINER.DPL.PROMPT_INIT_STD,
             alpha_init_std=search.ALPHA_INIT_STD,
             temperature=search.TEMPERATURE,
             activation_checkpointing=cfg.TRAINER.DPL.ACTIVATION_CHECKPOINTING,
         )
         self.setup_model(model)
-        self.register_model("arch_weights", model.arch_weights, build_alpha_optimizer(model.arch_weights, search), None)
+        weights = model.token_weights if self.token_space else model.arch_weights
+        self.register_model("arch_weights", weights, build_alpha_optimizer(weights, search), None)
 
     def forward_backward(self, batch: dict) -> dict:
         arch_batch = self.next_arch_batch()
@@ -198,7 +210,17 @@ class DPLSearch(DPLTrainerBase):
         return {"loss": loss.item(), "acc": compute_accuracy(logits, labels)[0].item(), "val_loss": arch_loss.item()}
 
     def architecture(self) -> PromptArchitecture:
-        """The architecture the current alphas select (ties to the shorter length)."""
+        """The architecture the current alphas select (ties to the shorter length, fewer tokens,
+        shorter lives)."""
+        if self.token_space:
+            weights = self.model.token_weights
+            groups = {tower: decode_tokens(self.token_space, tower, *[a.tolist() for a in weights.alphas(tower)])
+                      for tower in TOWERS}  # fmt: skip
+            text_depth, image_depth = tower_depths(self.model.clip_model)
+            return PromptArchitecture(
+                (0,) * text_depth, (0,) * image_depth, candidates=(0,), backbone=self.cfg.MODEL.BACKBONE.NAME,
+                model=self.model_shape, text_groups=groups["text"], image_groups=groups["image"],
+            )  # fmt: skip
         weights = self.model.arch_weights
         return decode(
             weights.alpha("text").tolist(), weights.alpha("image").tolist(), self.candidates,
@@ -208,14 +230,21 @@ class DPLSearch(DPLTrainerBase):
     def after_epoch(self) -> None:
         """Log the decoded architecture and entropies and append the alphas to the history, then
         Dassl's checkpointing: a resume from this epoch's checkpoint finds its history line."""
-        weights = self.model.arch_weights
         architecture = self.architecture()
         print(f"epoch [{self.epoch + 1}/{self.max_epoch}] architecture {architecture.summary()}")
         for tower in TOWERS:
-            entropy = weights.entropy(tower).tolist()
-            print(f"  {tower} mixture entropy per block: " + " ".join(f"{e:.3f}" for e in entropy))
+            if self.token_space:
+                counts, lives = (e.tolist() for e in self.model.token_weights.entropies(tower))
+                entropy = counts
+                print(f"  {tower} count entropy per block: " + " ".join(f"{e:.3f}" for e in counts))
+                print(f"  {tower} mean lifetime entropy per block: " + " ".join(f"{sum(e) / len(e):.3f}" for e in lives))
+                chosen = [sum(g.count for g in architecture.groups(tower) if g.block == b) for b in range(len(counts))]
+            else:
+                entropy = self.model.arch_weights.entropy(tower).tolist()
+                print(f"  {tower} mixture entropy per block: " + " ".join(f"{e:.3f}" for e in entropy))
+                chosen = architecture.lengths(tower)
             self.write_scalar(f"search/{tower}_mean_entropy", sum(entropy) / len(entropy), self.epoch + 1)
-            for block, length in enumerate(architecture.lengths(tower)):
+            for block, length in enumerate(chosen):
                 self.write_scalar(f"search/{tower}_length/block{block}", length, self.epoch + 1)
         self.append_history()
         super().after_epoch()
@@ -228,14 +257,25 @@ class DPLSearch(DPLTrainerBase):
         if osp.exists(path):
             with open(path) as f:
                 lines = [line for line in f if line.strip() and json.loads(line)["epoch"] < epoch]
-        weights = self.model.arch_weights
-        record = {
-            "epoch": epoch,
-            "candidates": list(self.candidates),
-            "temperature": weights.temperature,
-            "text": weights.alpha("text").tolist(),
-            "image": weights.alpha("image").tolist(),
-        }
+        if self.token_space:
+            weights = self.model.token_weights
+            record = {
+                "epoch": epoch,
+                "space": "tokens",
+                "max_tokens": self.token_space.max_tokens,
+                "lifetimes": list(self.token_space.lifetimes),
+                "temperature": weights.temperature,
+                **{tower: dict(zip(("counts", "lifetimes"), (a.tolist() for a in weights.alphas(tower)))) for tower in TOWERS},
+            }
+        else:
+            weights = self.model.arch_weights
+            record = {
+                "epoch": epoch,
+                "candidates": list(self.candidates),
+                "temperature": weights.temperature,
+                "text": weights.alpha("text").tolist(),
+                "image": weights.alpha("image").tolist(),
+            }
         lines.append(json.dumps(record) + "\n")
         with open(path + ".tmp", "w") as f:
             f.writelines(lines)

@@ -14,6 +14,7 @@ WARMUP_TYPES = ("constant", "linear")
 # implementation's training-stage input (the token embeddings of 60 templates averaged).
 TEXT_INPUTS = ("templates", "averaged_template_embeddings")
 ALPHA_OPTIMIZERS = ("adam", "sgd")
+SEARCH_SPACES = ("lengths", "tokens")  # DPL's per-block prompt lengths | token counts and lifetimes (token_search.py)
 COUPLING_INITS = ("copies", "independent")
 
 
@@ -44,7 +45,11 @@ def _dpl_node() -> CN:
 def _search_node() -> CN:
     """Keys of the search stage only."""
     node = CN()
+    node.SPACE = "lengths"  # lengths (DPL: key/value prompts per block) | tokens (how many enter each block, how long each lives)
     node.MAX_LENGTH = 6  # candidate prompt lengths per block are 0..MAX_LENGTH
+    node.MAX_TOKENS = 6  # SPACE tokens: counts 0..MAX_TOKENS enter each block
+    node.MAX_LIFETIME = 3  # SPACE tokens: lifetimes 1..MAX_LIFETIME blocks, plus "to the end" if LIFETIME_TO_END
+    node.LIFETIME_TO_END = True  # SPACE tokens: a token may also live to the tower's end
     node.TEMPERATURE = 1.0  # block mixture = softmax(alpha / TEMPERATURE)
     node.ALPHA_INIT_STD = 1e-3  # alphas start as N(0, std^2)
     node.ALPHA_OPTIMIZER = "adam"  # optimizer of the alphas: adam | sgd
@@ -124,7 +129,20 @@ def validate(cfg: CN) -> None:
     expect(_is_number(dpl.KD_WEIGHT) and dpl.KD_WEIGHT >= 0, "TRAINER.DPL.KD_WEIGHT", ">= 0", dpl.KD_WEIGHT)
     expect(_is_number(dpl.KD_TEMPERATURE) and dpl.KD_TEMPERATURE > 0, "TRAINER.DPL.KD_TEMPERATURE", "> 0", dpl.KD_TEMPERATURE)
 
+    expect(search.SPACE in SEARCH_SPACES, "TRAINER.DPLSEARCH.SPACE", f"one of {SEARCH_SPACES}", search.SPACE)
     expect(isinstance(search.MAX_LENGTH, int) and search.MAX_LENGTH >= 1, "TRAINER.DPLSEARCH.MAX_LENGTH", "an integer >= 1", search.MAX_LENGTH)
+    for key in ("MAX_TOKENS", "MAX_LIFETIME"):
+        expect(isinstance(search[key], int) and not isinstance(search[key], bool) and search[key] >= 1,
+               f"TRAINER.DPLSEARCH.{key}", "an integer >= 1", search[key])  # fmt: skip
+    expect(isinstance(search.LIFETIME_TO_END, bool), "TRAINER.DPLSEARCH.LIFETIME_TO_END", "True or False", search.LIFETIME_TO_END)
+    # The other space's keys would be silently unused: they must keep their defaults.
+    for key in ("MAX_LENGTH",) if search.SPACE == "tokens" else ("MAX_TOKENS", "MAX_LIFETIME", "LIFETIME_TO_END"):
+        expect(search[key] == _search_node()[key], f"TRAINER.DPLSEARCH.{key}",
+               f"left at its default {_search_node()[key]!r} with SPACE {search.SPACE!r} (it is not read)", search[key])  # fmt: skip
+    if search.SPACE == "tokens":
+        expect(dpl.TEXT_INPUT == "templates", "TRAINER.DPL.TEXT_INPUT",
+               "'templates' with TRAINER.DPLSEARCH.SPACE tokens (text tokens sit among the class prompt's tokens)",
+               dpl.TEXT_INPUT)  # fmt: skip
     expect(_is_number(search.TEMPERATURE) and search.TEMPERATURE > 0, "TRAINER.DPLSEARCH.TEMPERATURE", "> 0", search.TEMPERATURE)
     expect(_is_number(search.ALPHA_INIT_STD) and search.ALPHA_INIT_STD >= 0, "TRAINER.DPLSEARCH.ALPHA_INIT_STD", ">= 0", search.ALPHA_INIT_STD)
     expect(search.ALPHA_OPTIMIZER in ALPHA_OPTIMIZERS, "TRAINER.DPLSEARCH.ALPHA_OPTIMIZER",
