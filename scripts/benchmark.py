@@ -12,7 +12,9 @@ search step
     full 77-token text: isolates the one-pass attention from the text truncation), ``naive``
     (``scripts/reference_supernet.py``: one attention call per candidate, full 77 tokens) and
     ``fixed-t`` (the fixed architecture with t prompts in every block of both towers: the
-    cost of one prompted pass, the floor of a supernet step).
+    cost of one prompted pass, the floor of a supernet step) and ``tokens`` (the token search's
+    supernet, ``TRAINER.DPLSEARCH.SPACE tokens``: counts 0..t per block, lifetimes
+    1..``--max-lifetime`` and to the end; gradients to its prompts and both kinds of weights).
 training step
     the same step for a fixed architecture of searched size (lengths drawn from 0..t):
     ``searched``, ``all-zero`` (the same model with every length 0) and ``naive`` (the
@@ -96,6 +98,7 @@ from trainers.dpl_core.prompted_clip import (  # noqa: E402
     truncate_tokens,
 )
 from trainers.dpl_core.tiny_clip import TINY_CONFIG  # noqa: E402
+from trainers.dpl_core.token_search import TokenSearchSpace  # noqa: E402
 
 import clip  # noqa: E402  (after trainers.dpl_core, which silences clip's pkg_resources warning)
 
@@ -119,7 +122,7 @@ VIT_B16 = dict(
 
 # Stage -> ways, the first one the fast way every ratio of the stage is quoted against.
 WAYS = {
-    "search": ("supernet", "supernet-77", "naive", "fixed-t"),
+    "search": ("supernet", "supernet-77", "naive", "fixed-t", "tokens"),
     "train": ("searched", "all-zero", "naive"),
     "eval": ("once", "naive"),
 }
@@ -128,6 +131,7 @@ WAY_NOTES = {
     ("search", "supernet-77"): "one-pass supernet, 77-token text",
     ("search", "naive"): "reference: t+1 attention calls, 77-token text",
     ("search", "fixed-t"): "fixed, t prompts in every block",
+    ("search", "tokens"): "token search: counts 0..t, lifetimes",
     ("train", "searched"): "fixed, lengths drawn from 0..t",
     ("train", "all-zero"): "every length 0, grads to pos. embeddings",
     ("train", "naive"): "reference, searched lengths, 77-token text",
@@ -184,6 +188,7 @@ class Settings:
     tiny: bool
     batch: int
     max_length: int
+    max_lifetime: int
     device: str
     threads: int
     seed: int
@@ -326,7 +331,13 @@ def build_workload(settings: Settings, m: Measurement) -> Workload:
     device = torch.device(settings.device)
     clip_model = build_clip(settings, m.blocks)
     torch.manual_seed(settings.seed + 1)
-    if m.stage == "search" and m.way != "fixed-t":
+    if m.way == "tokens":
+        space = TokenSearchSpace(settings.max_length, tuple(range(1, settings.max_lifetime + 1)) + (None,))
+        model = PromptedCLIP.token_supernet(clip_model, space)
+        with torch.no_grad():  # weights away from uniform, as the other search rows
+            for weights in model.token_weights.parameters():
+                weights.normal_()
+    elif m.stage == "search" and m.way != "fixed-t":
         model = PromptedCLIP.supernet(clip_model, range(settings.max_length + 1))
         with torch.no_grad():  # a non-uniform mixture makes the equality check meaningful
             model.arch_weights.text.normal_()
@@ -541,7 +552,8 @@ def plan(args: argparse.Namespace, depth: int) -> list[Measurement]:
         fast = {"chunk_size": args.chunk_size, "recompute_chunks": classes > args.recompute_above,
                 "checkpointing": args.checkpointing}
         for stage in [stage for stage in ("search", "train") if stage in args.stages]:
-            for way in WAYS[stage][:1] if large else WAYS[stage]:
+            # many classes: the fast way, and for the search also the token search (its memory bound)
+            for way in (WAYS[stage][:1] + ("tokens",) * (stage == "search")) if large else WAYS[stage]:
                 if way == "naive" or (way == "supernet-77" and not (run_naive and naive_blocks == depth)):
                     continue  # supernet-77 only serves the comparison with the naive way
                 rows.append(_step_row(stage, way, classes, depth, repeats, fast))
@@ -657,11 +669,16 @@ def claims(
             add("evaluation_vs_naive", "evaluation pass vs the naive way (text re-encoded per test batch)", classes,
                 naive["blocks"], dict(speedup=figures["speedup"], text_bound=bound.get("bound"),
                                       text_share=bound.get("text_share"), logits_rel=figures["logits_rel"]))
-    largest = max((row for row in rows if (row["stage"], row["way"], row["blocks"], row["status"])
-                   == ("search", "supernet", depth, "ok")), key=lambda row: row["classes"], default=None)
-    if largest is not None:
-        add("search_peak_memory", "search step peak memory", largest["classes"], depth,
-            dict(peak_gib=largest["peak_mib"] / 1024))
+    for classes in sorted({row["classes"] for row in rows}):
+        tokens, lengths = _find(rows, "search", "tokens", classes, depth), _find(rows, "search", "supernet", classes, depth)
+        add("token_search_vs_length_search", "token search step vs the length search step (same batch)", classes, depth,
+            dict(time_ratio=ratio(tokens, lengths, time_key), memory_ratio=ratio(tokens, lengths, "peak_mib")))
+    for way, claim, what in (("supernet", "search_peak_memory", "search step peak memory"),
+                             ("tokens", "token_search_peak_memory", "token search step peak memory")):  # fmt: skip
+        largest = max((row for row in rows if (row["stage"], row["way"], row["blocks"], row["status"])
+                       == ("search", way, depth, "ok")), key=lambda row: row["classes"], default=None)
+        if largest is not None:
+            add(claim, what, largest["classes"], depth, dict(peak_gib=largest["peak_mib"] / 1024))
     return found
 
 
@@ -676,6 +693,8 @@ def _in_words(figures: dict[str, float]) -> str:
         words.append(f"{saving:.2f}x less peak memory" if saving >= 1 else f"{1 / saving:.2f}x more peak memory")
     if "time_ratio" in figures:
         words.append(f"{figures['time_ratio']:.2f}x its time")
+    if "memory_ratio" in figures:
+        words.append(f"{figures['memory_ratio']:.2f}x its peak memory")
     if "text_bound" in figures:
         words.append(f"no text saving can pass {figures['text_bound']:.2f}x here (text is "
                      f"{figures['text_share']:.0%} of the naive pass)")
@@ -774,7 +793,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--blocks", type=int, default=None,
                         help="blocks of each tower (default: all of the model; a tower with fewer keeps its own)")
     parser.add_argument("--batch", type=int, default=4, help="images per search/training step")
-    parser.add_argument("--max-length", type=int, default=6, help="t: candidate prompt lengths 0..t")
+    parser.add_argument("--max-length", type=int, default=6, help="t: candidate prompt lengths 0..t (token search: counts 0..t)")
+    parser.add_argument("--max-lifetime", type=int, default=3, help="token search: lifetimes 1..L and to the end")
     parser.add_argument("--repeats", type=int, default=3, help="timed steps per row, after one warm-up step")
     parser.add_argument("--rounds", type=int, default=1,
                         help="run the whole plan this many times and pool each row's steps (spreads the load of "
@@ -828,7 +848,7 @@ def resolve_arguments(args: argparse.Namespace) -> int:
         args.eval_blocks = args.eval_blocks or 1
     depth = args.blocks or depth
     args.eval_blocks = min(args.eval_blocks or depth, depth)
-    positive = ("blocks", "batch", "max_length", "repeats", "rounds", "large_repeats", "eval_images", "eval_batch",
+    positive = ("blocks", "batch", "max_length", "max_lifetime", "repeats", "rounds", "large_repeats", "eval_images", "eval_batch",
                 "eval_blocks", "eval_repeats", "reduced_blocks", "threads")
     for name in positive:
         value = getattr(args, name)
@@ -846,7 +866,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
     depth = resolve_arguments(args)
     settings = Settings(
-        tiny=args.tiny, batch=args.batch, max_length=args.max_length, device=args.device, threads=args.threads,
+        tiny=args.tiny, batch=args.batch, max_length=args.max_length, max_lifetime=args.max_lifetime, device=args.device,
+        threads=args.threads,
         seed=args.seed, eval_images=args.eval_images, eval_batch=args.eval_batch,
     )
     measurements = plan(args, depth)

@@ -76,6 +76,7 @@ def test_claims_state_each_comparison_with_hand_worked_figures():
     rows = [
         _row("search", "supernet", 10, 12, 2.5, 1536.0),
         _row("search", "fixed-t", 10, 12, 2.0, 1024.0),
+        _row("search", "tokens", 10, 12, 7.5, 3072.0),
         _row("search", "supernet", 10, 4, 0.75, 400.0),
         _row("search", "supernet-77", 10, 4, 3.0, 1000.0),
         _row("search", "naive", 10, 4, 12.0, 3000.0),
@@ -111,21 +112,25 @@ def test_claims_state_each_comparison_with_hand_worked_figures():
          dict(speedup=1.25, text_bound=pytest.approx(1.25), text_share=0.2, logits_rel=2.2e-6),
          "1.25x faster; no text saving can pass 1.25x here (text is 20% of the naive pass); "
          "outputs equal up to 2.2e-06 (logits) relative"),
+        # 7.5 / 2.5 = 3 times the length search's time, 3072 / 1536 = 2 times its memory
+        ("token_search_vs_length_search", 10, 12, dict(time_ratio=3.0, memory_ratio=2.0),
+         "3.00x its time; 2.00x its peak memory"),
         # 1536 MiB / 1024
         ("search_peak_memory", 10, 12, dict(peak_gib=1.5), "1.50 GiB"),
+        ("token_search_peak_memory", 10, 12, dict(peak_gib=3.0), "3.00 GiB"),
     ]  # fmt: skip
     printed = benchmark.report([], [], claimed, "seconds")
     assert "10 classes, 4 blocks   search step vs the naive way" in printed and "16.00x faster" in printed
 
     # A peak below what the meter sees (0 MiB) gives no memory figure rather than a ratio of 0.
-    rows[4] = dict(rows[4], peak_mib=0.0)
+    rows[5] = dict(rows[5], peak_mib=0.0)  # the naive search row
     first = benchmark.claims(rows, comparisons, depth=12, time_key="seconds")[0]
     assert "memory_saving" not in first["figures"] and first["text"].startswith("16.00x faster; outputs equal")
 
 
 def test_isolated_row_reports_its_peak_and_is_killed_over_the_limit(tmp_path):
     settings = benchmark.Settings(
-        tiny=True, batch=2, max_length=2, device="cpu", threads=1, seed=0, eval_images=4, eval_batch=4
+        tiny=True, batch=2, max_length=2, max_lifetime=2, device="cpu", threads=1, seed=0, eval_images=4, eval_batch=4
     )
     row = benchmark.Measurement("search", "supernet", classes=3, blocks=2, repeats=1)
     figures, outputs = benchmark.measure_isolated(settings, row, str(tmp_path), memory_limit_gib=8, name="a")
@@ -150,10 +155,11 @@ def test_plan_reduces_or_skips_the_naive_way_for_many_classes():
         for classes in (10, 100):
             assert any((m.stage, m.way, m.classes, m.blocks) == (stage, fast, classes, naive[(stage, classes)])
                        for m in rows)
-    # Above --large-above only the fast steps run, once; chunks are recomputed as the trainers do.
+    # Above --large-above only the fast steps (and the token search) run, once; chunks are
+    # recomputed as the trainers do.
     large = [(m.stage, m.way, m.repeats, m.recompute_chunks) for m in rows if m.classes == 1000]
-    assert large == [("search", "supernet", 1, True), ("train", "searched", 1, True), ("eval", "once", 1, False),
-                     ("eval", "naive", 1, False)]
+    assert large == [("search", "supernet", 1, True), ("search", "tokens", 1, True), ("train", "searched", 1, True),
+                     ("eval", "once", 1, False), ("eval", "naive", 1, False)]
     assert not any(m.recompute_chunks for m in rows if m.classes <= benchmark.RECOMPUTE_ABOVE_CLASSES)
     assert all(m.chunk_size == (0 if m.way in ("naive", "supernet-77") else benchmark.AUTO_CLASS_CHUNK) for m in rows)
 
