@@ -432,10 +432,9 @@ class TowerRun:
         read = self.schedule[block].read
         if all(read):
             return None
-        area = torch.tensor(read, device=device)
-        keep = torch.ones(length, dtype=torch.bool, device=device)
-        keep[self.start : self.start + len(read)] = area
-        return keep.nonzero().squeeze(1)
+        end = self.start + len(read)
+        kept = [self.start + i for i, r in enumerate(read) if r]  # built on the host: no device sync
+        return torch.tensor([*range(self.start), *kept, *range(end, length)], device=device)
 
     def pooled(self, pooled: Tensor) -> Tensor:
         """Pooling positions of the real tokens, moved past the last block's prompt area."""
