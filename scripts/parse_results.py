@@ -18,9 +18,14 @@ CoOp/MaPLe checkout; a checkout itself works too, its ``output/`` prefix is skip
 
 A method is ``<trainer>/<cfg>[/<variant>...]``, e.g. ``DPL/vit_b16_ep40_batch4`` or
 ``CoOp/vit_b16_ep50/nctx16_cscFalse_ctpend`` (CoOp's few-shot script adds the variant level).
+A baseline the DPL engine runs as a preset (a DPL config named for the method, e.g.
+``DPL/maple_2ctx_depth9_ep5_batch4``) is named in the tables by what it runs and where, e.g.
+``MaPLe 2ctx depth 9 (DPL engine, DPL/maple_2ctx_depth9_ep5_batch4)``, beside a host checkout's
+own ``MaPLe/...`` runs, which keep their names; ``--methods`` and ``--reference`` take the method.
 A DPL method's recipe (``paper`` or ``reference`` when its config is named for one, e.g.
-``DPL/vit_b16_paper_ep40_batch4``, else ``ours``) is shown in a Recipe column once a shown method
-follows a named recipe, and is in every JSON and CSV row.
+``DPL/vit_b16_paper_ep40_batch4``, ``original`` for a baseline preset, else ``ours``) is shown in
+a Recipe column once a shown method follows a named recipe, and is in every JSON and CSV row, as
+is the name the tables show (``label``).
 Base accuracy comes from ``test_base`` (MaPLe's reproduce scripts) when that run finished,
 otherwise from the test at the end of ``train_base``. Cross-dataset tables take the source
 accuracy from the few-shot run of the same method on ``--source-dataset``.
@@ -36,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import itertools
 import json
 import logging
 import math
@@ -246,7 +252,7 @@ def average_mark(n_datasets: int, total: int, same_seeds: bool) -> str:
 
 
 def delta_note(ref: str, base2new: bool) -> str:
-    """The footnote that says what the Δ columns compare."""
+    """The footnote that says what the Δ columns compare (``ref``: the reference's label)."""
     note = (f"Δ vs {ref} is taken over the seeds both the method and {ref} have; '(k common seeds)' marks a cell "
             "whose seed sets differ (its Δ is then not the difference of the shown means); an Average row's Δ "
             "compares the averages of those means over the datasets both have")
@@ -308,13 +314,46 @@ class Method:
 # underscores, e.g. vit_b16_paper_ep40_batch4. scripts/dpl/common.sh reads names by the same rule.
 RECIPES = ("paper", "reference")
 
+# The baselines the engine runs exactly, as presets of the DPL trainer (README, "The baselines,
+# exactly"): a DPL config whose name starts with one of these words and "_" is that method's
+# preset, e.g. maple_2ctx_depth9_ep5_batch4. Their runs sit under DPL/, so a host checkout's own
+# MaPLe/... runs keep their names, but a table row must not read as the original either: it says
+# what the preset runs and that the engine ran it. vpt_deep comes before vpt, its prefix.
+ENGINE_PRESETS = (("coop", "CoOp"), ("vpt_deep", "VPT-deep"), ("vpt", "VPT"), ("ivlp", "IVLP"), ("maple", "MaPLe"))
+# The first word of a preset's name that names the backbone or the schedule, not the prompts.
+SCHEDULE_WORD = re.compile(r"^(vit|rn\d+|ep\d+|batch\d+)$")
+
+
+def engine_preset(method: str) -> str | None:
+    """What an engine preset runs, from its config name (``MaPLe 2ctx depth 9`` for
+    ``DPL/maple_2ctx_depth9_ep5_batch4``); None for any other method."""
+    trainer, _, rest = method.partition("/")
+    if trainer != "DPL":
+        return None
+    cfg = rest.split("/", 1)[0]
+    for word, name in ENGINE_PRESETS:
+        if cfg.startswith(f"{word}_"):
+            words = itertools.takewhile(lambda w: not SCHEDULE_WORD.match(w), cfg[len(word) + 1:].split("_"))
+            return " ".join([name, *(re.sub(r"^depth(\d+)$", r"depth \1", w) for w in words)])
+    return None
+
+
+def method_label(method: str) -> str:
+    """A method as the tables name it: the method, after what it runs for an engine preset."""
+    preset = engine_preset(method)
+    return method if preset is None else f"{preset} (DPL engine, {method})"
+
 
 def recipe_of(method: str) -> str:
-    """The recipe of a method: ``paper`` or ``reference`` for a DPL config named for one, ``ours``
-    for any other DPL config (this repository's defaults or your own), ``""`` for other trainers."""
+    """The recipe of a method: ``paper`` or ``reference`` for a DPL config named for one,
+    ``original`` for an engine preset (the original method's schedule, which its config cites),
+    ``ours`` for any other DPL config (this repository's defaults or your own), ``""`` for other
+    trainers."""
     trainer, _, rest = method.partition("/")
     if trainer != "DPL":
         return ""
+    if engine_preset(method) is not None:
+        return "original"
     words = rest.split("/", 1)[0].split("_")
     return next((recipe for recipe in RECIPES if recipe in words), "ours")
 
@@ -552,11 +591,12 @@ class Report:
         return ["Method", "Recipe"] if self.show_recipes else ["Method"]
 
     def method_cells(self, method: str) -> list[str]:
-        return [method, recipe_of(method)] if self.show_recipes else [method]
+        label = method_label(method)
+        return [label, recipe_of(method)] if self.show_recipes else [label]
 
     def record(self, setting: str, shots: int, dataset: str, method: str, metric: str, **values: Any) -> None:
-        row = {"setting": setting, "shots": shots, "dataset": dataset, "method": method, "recipe": recipe_of(method),
-               "metric": metric}
+        row = {"setting": setting, "shots": shots, "dataset": dataset, "method": method, "label": method_label(method),
+               "recipe": recipe_of(method), "metric": metric}
         row.update({k: (round(v, 4) if isinstance(v, float) else v) for k, v in values.items()})
         self.records.append(row)
 
@@ -600,8 +640,8 @@ class Report:
         headers = ["Dataset", *self.method_headers(), f"Accuracy (mean ± {'95% CI' if self.use_ci else 'std'})"]
         ref = self.reference if self.reference in methods else None
         if ref:
-            headers.append(f"Δ vs {ref}")
-        table = Table(title, headers, [], [delta_note(ref, base2new=False)] if ref else [])
+            headers.append(f"Δ vs {method_label(ref)}")
+        table = Table(title, headers, [], [delta_note(method_label(ref), base2new=False)] if ref else [])
         means: dict[str, dict[str, float | None]] = {m: {} for m in methods}
         partial: dict[str, dict[str, bool]] = {m: {} for m in methods}
         cells: dict[tuple[str, str], Summary] = {}
@@ -641,7 +681,7 @@ class Report:
                             total_datasets=len(labels), complete=len(used) == len(labels) and not is_partial,
                             **self.delta_fields(delta))
         if self.reference and not ref:
-            table.notes.append(f"reference {self.reference} has no results in this table")
+            table.notes.append(f"reference {method_label(self.reference)} has no results in this table")
         self.tables.append(table)
 
     def methods_with(self, setting: str, shots: int) -> list[str]:
@@ -708,11 +748,11 @@ class Report:
             ref = self.reference if self.reference in methods else None
             headers = ["Dataset", *self.method_headers(), f"Base (± {spread})", f"New (± {spread})", "HM"]
             if ref:
-                headers += [f"Δ Base vs {ref}", "Δ New", "Δ HM"]
+                headers += [f"Δ Base vs {method_label(ref)}", "Δ New", "Δ HM"]
             table = Table(
                 f"Base-to-new, {shots} shots: test accuracy (%), mean ± {self.spread_name()} over seeds "
                 f"{_seeds(expected)}; HM of the mean base and new accuracies", headers, [],
-                [delta_note(ref, base2new=True)] if ref else [])
+                [delta_note(method_label(ref), base2new=True)] if ref else [])
             cells: dict[tuple[str, str], tuple[Summary, Summary, Summary]] = {}
             for d in datasets:
                 for m in methods:
@@ -737,7 +777,7 @@ class Report:
                         self.record_cell(BASE2NEW, shots, d, m, metric, s, delta)
             self.base2new_average(table, cells, datasets, methods, ref, shots)
             if self.reference and not ref:
-                table.notes.append(f"reference {self.reference} has no results in this table")
+                table.notes.append(f"reference {method_label(self.reference)} has no results in this table")
             self.tables.append(table)
 
     def base2new_average(self, table: Table, cells: dict[tuple[str, str], tuple[Summary, Summary, Summary]],
@@ -804,7 +844,7 @@ def _seeds(seeds: Sequence[int]) -> str:
 
 # ----------------------------------------------------------------------------- output
 
-CSV_FIELDS = ("setting", "shots", "dataset", "method", "recipe", "metric", "mean", "std", "ci95", "n_seeds",
+CSV_FIELDS = ("setting", "shots", "dataset", "method", "label", "recipe", "metric", "mean", "std", "ci95", "n_seeds",
               "n_expected", "seeds", "values", "n_datasets", "total_datasets", "complete", "delta", "delta_seeds",
               "delta_same_seeds")
 

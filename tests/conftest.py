@@ -82,7 +82,7 @@ with open(os.environ["FAKE_CALLS"], "a") as f:
     f.write(json.dumps({"cwd": os.getcwd(), "argv": args}) + "\n")
 out = args[args.index("--output-dir") + 1]
 trainer = args[args.index("--trainer") + 1]
-first_key = next(i for i, a in enumerate(args) if a[:1].isupper() and "." in a)
+first_key = next((i for i, a in enumerate(args) if a[:1].isupper() and "." in a), len(args))  # a preset's evaluation has none
 opts = dict(zip(args[first_key::2], args[first_key + 1::2]))
 if os.path.exists(os.path.join(out, "result.json")):
     sys.exit(0)

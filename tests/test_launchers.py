@@ -79,6 +79,19 @@ def launch(script: str, *args: str, env: dict[str, str | None], cwd: Path, scrip
         ("few_shot_all.sh", ["1", "16", "vit_b16_paper_ep60_batch4", "vit_b16_reference_ep40_batch4"], {},
          "follows recipe 'paper' but TRAIN_CFG 'vit_b16_reference_ep40_batch4' follows 'reference'"),
         ("demo.sh", ["eurosat"], {}, "takes no arguments"),
+        ("few_shot.sh", ["eurosat", "1", "16", "vit_b16_ep60_batch4", "coop_16ctx_vit_b16_ep50"], {},
+         "TRAIN_CFG 'coop_16ctx_vit_b16_ep50' is a preset .*give '-' in place of 'vit_b16_ep60_batch4'"),
+        ("base2new.sh", ["eurosat", "1", "16", "vit_b16_ep20_batch4_b2n", "manual_ivlp_2ctx_depth9"], {},
+         "TRAIN_CFG 'manual_ivlp_2ctx_depth9' is a preset"),
+        ("base2new.sh", ["eurosat", "1", "16", "-", "vit_b16_ep10_batch4_b2n"], {},
+         "TRAIN_CFG 'vit_b16_ep10_batch4_b2n' needs a search .*give a SEARCH_CFG instead of '-'"),
+        ("cross_dataset.sh", ["1", "16", "vit_b16_ep4_batch4_cross", "maple_2ctx_depth3_ep2_batch4_cross"], {},
+         "TRAIN_CFG 'maple_2ctx_depth3_ep2_batch4_cross' is a preset"),
+        ("cross_dataset.sh", ["1", "16", "-", "vit_b16_ep2_batch4_cross"], {}, "TRAIN_CFG 'vit_b16_ep2_batch4_cross' needs a search"),
+        ("few_shot_all.sh", ["1", "16", "-", "vit_b16_ep40_batch4"], {}, "TRAIN_CFG 'vit_b16_ep40_batch4' needs a search"),
+        ("manual.sh", ["eurosat", "1", "vit_b16_ep40_batch4"], {}, "'vit_b16_ep40_batch4' is not a preset: .* needs a search"),
+        ("manual.sh", ["eurosat", "1", "coop"], {},
+         r"unknown preset 'coop'.*known presets: ivlp_2ctx_depth9 .*coop_16ctx_vit_b16_ep50 .*maple_2ctx_depth9_ep5_batch4"),
     ],
 )  # fmt: skip
 def test_bad_arguments_and_data_fail_early_with_a_clear_message(tmp_path, script, args, env, message):
@@ -203,6 +216,68 @@ def test_launchers_build_coop_command_lines_skip_finished_and_resume_unfinished_
     assert trained == sorted(f"output/{d}/DPL/vit_b16_ep40_batch4_{k}shots/seed{s}"
                              for d in ("caltech101", "dtd") for k in (1, 8) for s in (1, 2))  # fmt: skip
     assert len(new) == 16
+
+
+def test_presets_run_without_a_search_in_every_protocol_into_the_folders_parse_results_reads(tmp_path, checkout):
+    calls = tmp_path / "calls.jsonl"
+    data = str(tmp_path / "data")
+    env = {"DATA": data, "FAKE_CALLS": str(calls), "DPL_OUTPUT": None}
+    scripts = checkout / "scripts" / "dpl"
+
+    def run(script, *args, **extra):
+        before = len(recorded_calls(calls))
+        result = launch(script, *args, env={**env, **extra}, cwd=tmp_path, scripts=scripts)
+        return result, [c["argv"] for c in recorded_calls(calls)[before:]]
+
+    def config(argv):
+        return argv[argv.index("--config-file") + 1]
+
+    coop = "coop_16ctx_vit_b16_ep50"
+    _, new = run("few_shot.sh", "eurosat", "1", "4", "-", coop, "--", "OPTIM.MAX_EPOCH", "3")
+    assert new == [["--output-dir", f"output/eurosat/DPL/{coop}_4shots/seed1", "--root", data, "--seed", "1",
+                    "--dataset-config-file", "configs/datasets/eurosat.yaml", "--trainer", "DPL",
+                    "--config-file", f"configs/trainers/DPL/{coop}.yaml", "DATASET.NUM_SHOTS", "4",
+                    "OPTIM.MAX_EPOCH", "3"]]  # fmt: skip
+    # manual.sh takes the preset by name: the same run, found finished.
+    result, again = run("manual.sh", "eurosat", "1", coop, "4", "--", "OPTIM.MAX_EPOCH", "3")
+    assert again == new and "[skip]" in result.stdout
+    _, short = run("manual.sh", "eurosat", "1", "manual_ivlp_2ctx_depth9", "4")
+    _, full = run("manual.sh", "eurosat", "1", "ivlp_2ctx_depth9", "4")
+    assert short == full and short[0][1] == "output/eurosat/DPL/manual_ivlp_2ctx_depth9_4shots/seed1"
+    _, loop = run("few_shot_all.sh", "1", "4", "-", coop, DPL_DATASETS="dtd")
+    assert [argv[1] for argv in loop] == [f"output/dtd/DPL/{coop}_4shots/seed1"]
+    run("few_shot.sh", "eurosat", "1", "4")  # DPL's own run beside the presets
+
+    maple = "maple_2ctx_depth9_ep5_batch4"
+    _, new = run("base2new.sh", "dtd", "2", "16", "-", maple, DPL_TEST_BASE="1")
+    trained = f"output/base2new/train_base/dtd/shots_16/DPL/{maple}/seed2"
+    assert [argv[1] for argv in new] == [trained, *(f"output/base2new/test_{split}/dtd/shots_16/DPL/{maple}/seed2"
+                                                    for split in ("base", "new"))]  # fmt: skip
+    assert new[0][-4:] == ["DATASET.NUM_SHOTS", "16", "DATASET.SUBSAMPLE_CLASSES", "base"]
+    assert new[2][2:5] == ["--eval-only", "--model-dir", trained] and new[2][-1] == "new"
+
+    cross = "maple_2ctx_depth3_ep2_batch4_cross"
+    _, new = run("cross_dataset.sh", "1", "16", "-", cross, DPL_TARGET_DATASETS="dtd eurosat")
+    source = f"output/imagenet/DPL/{cross}_16shots/seed1"
+    assert [argv[1] for argv in new] == [source, *(f"output/evaluation/DPL/{cross}_16shots/{t}/seed1" for t in ("dtd", "eurosat"))]
+    assert all(argv[argv.index("--model-dir") + 1] == source for argv in new[1:])
+
+    everything = [c["argv"] for c in recorded_calls(calls)]
+    presets = [argv for argv in everything if "/vit_b16_" not in config(argv)]
+    assert len(presets) == 11 and len(everything) == 13
+    assert all("TRAINER.DPL.ARCH_FILE" not in argv for argv in presets), "a preset keeps its own architecture"
+    searches = [argv[1] for argv in everything if argv[argv.index("--trainer") + 1] == "DPLSearch"]
+    assert searches == ["output/eurosat/DPLSearch/vit_b16_ep60_batch4_4shots/seed1"], "only DPL's own run searched"
+
+    report = tmp_path / "results.json"
+    subprocess.run([sys.executable, str(REPO / "scripts" / "parse_results.py"), str(checkout / "output"), "--json",
+                    str(report)], check=True, capture_output=True, text=True)  # fmt: skip
+    rows = {(r["setting"], r["dataset"], r["method"], r["metric"]): r["label"] for r in json.loads(report.read_text())["rows"]}
+    assert rows[("fewshot", "eurosat", f"DPL/{coop}", "accuracy")] == f"CoOp 16ctx (DPL engine, DPL/{coop})"
+    assert rows[("fewshot", "eurosat", "DPL/vit_b16_ep40_batch4", "accuracy")] == "DPL/vit_b16_ep40_batch4"
+    assert rows[("base2new", "dtd", f"DPL/{maple}", "new")] == f"MaPLe 2ctx depth 9 (DPL engine, DPL/{maple})"
+    for dataset in ("imagenet (source)", "dtd", "eurosat"):
+        assert rows[("crossdataset", dataset, f"DPL/{cross}", "accuracy")] == f"MaPLe 2ctx depth 3 (DPL engine, DPL/{cross})"
 
 
 def test_recipes_are_launched_by_config_name_into_folders_of_their_own(tmp_path, checkout):

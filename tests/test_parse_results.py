@@ -247,6 +247,44 @@ def test_recipes_are_named_in_a_column_and_in_every_row(tmp_path, capsys):
     assert "Recipe" not in out and row(data, "eurosat", "DPL/vit_b16_ep40_batch4", setting="fewshot")["recipe"] == "ours"
 
 
+def test_engine_presets_are_named_apart_from_dpl_and_from_the_host_methods_they_reproduce(tmp_path, capsys):
+    ours, host = tmp_path / "output", tmp_path / "MaPLe" / "output"
+    maple, coop50, coop200 = "maple_2ctx_depth9_ep5_batch4", "coop_16ctx_vit_b16_ep50", "coop_16ctx_vit_b16_ep200"
+    runs = {(ours, "DPL", maple): 70.0, (ours, "DPL", "vit_b16_ep40_batch4"): 74.0, (ours, "DPL", coop50): 66.0,
+            (ours, "DPL", coop200): 68.0, (host, "MaPLe", "vit_b16_c2_ep5_batch4_2ctx"): 72.0}  # fmt: skip
+    for (root, trainer, cfg), acc in runs.items():
+        write_train_log(fewshot_dir(root, "eurosat", trainer, cfg, 1), acc)
+        write_train_log(b2n_dir(root, "train_base", "eurosat", trainer, cfg, 1), acc)
+        write_eval_log(b2n_dir(root, "test_new", "eurosat", trainer, cfg, 1), acc - 10)
+    # A bare "MaPLe" is the host's trainer: it does not pick the engine's MaPLe preset.
+    data, out = run([str(ours), str(host), "--reference", "MaPLe"], tmp_path, capsys)
+    labels = {
+        f"DPL/{maple}": f"MaPLe 2ctx depth 9 (DPL engine, DPL/{maple})",
+        f"DPL/{coop50}": f"CoOp 16ctx (DPL engine, DPL/{coop50})",
+        f"DPL/{coop200}": f"CoOp 16ctx (DPL engine, DPL/{coop200})",
+        "DPL/vit_b16_ep40_batch4": "DPL/vit_b16_ep40_batch4",
+        "MaPLe/vit_b16_c2_ep5_batch4_2ctx": "MaPLe/vit_b16_c2_ep5_batch4_2ctx",
+    }
+    for method, label in labels.items():
+        for metric, setting in (("accuracy", "fewshot"), ("new", "base2new")):
+            assert row(data, "eurosat", method, metric, setting)["label"] == label
+    # The few-shot rows: accuracy and Δ vs the host's MaPLe.
+    for method, cells in ((f"DPL/{maple}", r"70\.00 +\| -2\.00"), ("DPL/vit_b16_ep40_batch4", r"74\.00 +\| \+2\.00"),
+                          (f"DPL/{coop200}", r"68\.00 +\| -4\.00"), ("MaPLe/vit_b16_c2_ep5_batch4_2ctx", r"72\.00 +\| ref")):
+        assert re.search(rf"^\| (eurosat)? +\| {re.escape(labels[method])} +\| {cells} +\|$", out, re.M), method
+    # Every row of the engine's MaPLe says so, in both tables; none reads as the host's MaPLe.
+    maple_rows = [line for line in out.splitlines() if maple in line]
+    assert len(maple_rows) == 4 and all("MaPLe 2ctx depth 9 (DPL engine, " in line for line in maple_rows)
+    assert "Δ vs MaPLe/vit_b16_c2_ep5_batch4_2ctx" in out
+    assert row(data, "eurosat", f"DPL/{maple}", setting="fewshot")["recipe"] == "original"
+    assert row(data, "eurosat", "DPL/vit_b16_ep40_batch4", setting="fewshot")["recipe"] == "ours"
+
+    # The preset as the reference is named as in its rows.
+    data, out = run([str(ours), str(host), "--reference", f"DPL/{maple}"], tmp_path, capsys)
+    assert f"Δ vs {labels[f'DPL/{maple}']}" in out and f"Δ Base vs {labels[f'DPL/{maple}']}" in out
+    assert row(data, "eurosat", "MaPLe/vit_b16_c2_ep5_batch4_2ctx", setting="fewshot")["delta"] == pytest.approx(2.0)
+
+
 def test_fewshot_ci_switch(tmp_path, capsys):
     root = tmp_path / "output"
     build_fewshot(root)

@@ -87,6 +87,29 @@ def test_plan_runs_are_the_launchers_runs_with_the_same_folders_and_arguments(tm
     assert [r.kind for r in runs] == ["search", "train", "eval", "eval"]
     assert runs[1].deps == [runs[0].key] and runs[2].deps == runs[3].deps == [runs[1].key]
 
+    # A preset is a method of its own in every protocol: the launchers' '- PRESET' runs, no search.
+    coop = launcher_calls("few_shot.sh", "dtd", "1", "4", "-", "coop_16ctx_vit_b16_ep50", "--", *over)
+    assert launcher_calls("manual.sh", "dtd", "1", "coop_16ctx_vit_b16_ep50", "4", "--", *over) == coop
+    assert planned("few-shot", ["dtd"], [1], [4], ["coop_16ctx_vit_b16_ep50"], over) == coop
+    b2n = launcher_calls("base2new.sh", "dtd", "2", "16", "-", "maple_2ctx_depth9_ep5_batch4", "--", *over, DPL_TEST_BASE="1")
+    assert planned("base-to-new", ["dtd"], [2], [16], ["maple_2ctx_depth9_ep5_batch4"], over, test_base=True) == b2n
+    b2n = launcher_calls("base2new.sh", "eurosat", "1", "8", "-", "manual_ivlp_2ctx_depth9")
+    assert planned("base-to-new", ["eurosat"], [1], [8], ["manual_ivlp_2ctx_depth9"], []) == b2n
+    cross = launcher_calls("cross_dataset.sh", "1", "16", "-", "maple_2ctx_depth3_ep2_batch4_cross", DPL_TARGET_DATASETS="dtd eurosat")
+    assert planned("cross-dataset", ["dtd", "eurosat"], [1], [16], ["maple_2ctx_depth3_ep2_batch4_cross"], []) == cross
+    runs = sweep.expand("cross-dataset", ["dtd"], [1], [16], ["maple_2ctx_depth3_ep2_batch4_cross"], [], data=data,
+                        output="output")  # fmt: skip
+    assert [r.kind for r in runs] == ["train", "eval"] and runs[0].deps == [] and runs[1].deps == [runs[0].key]
+
+
+def test_the_sweep_and_the_launchers_tell_presets_by_the_same_rule():
+    names = sweep.yaml_names(REPO / "configs" / "trainers" / "DPL")
+    probe = "source scripts/dpl/common.sh; for c in " + " ".join(f"'{n}'" for n in names) + '; do dpl_is_preset "$c" && echo "$c"; done'
+    launchers = subprocess.run(["bash", "-c", probe], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
+    assert [n for n in names if sweep.is_preset(n)] == launchers
+    assert {"coop_16ctx_vit_b16_ep50", "maple_2ctx_depth9_ep5_batch4", "manual_ivlp_2ctx_depth9"} <= set(launchers)
+    assert not {"vit_b16_ep40_batch4", "vit_b16_ep10_batch4_b2n", "vit_b16_ep2_batch4_cross"} & set(launchers)
+
 
 def test_dry_run_prints_runs_dependencies_and_folders_and_starts_nothing(tmp_path):
     out = tmp_path / "out"
@@ -110,7 +133,11 @@ def test_dry_run_prints_runs_dependencies_and_folders_and_starts_nothing(tmp_pat
         (["--datasets", "eurosat", "--methods", "vit_b16_ep60_batch4+nope"], "error: unknown DPL config 'nope'"),
         (["--datasets", "eurosat", "--methods", "manual_nope"], "error: unknown DPL config 'manual_nope'"),
         (["--datasets", "eurosat", "--methods", "vit_b16_paper_ep60_batch4+vit_b16_ep40_batch4"], "follows recipe 'paper'"),
-        (["--datasets", "eurosat", "--protocol", "base-to-new", "--methods", "manual_ivlp_2ctx_depth9"], "few-shot protocol only"),
+        (["--datasets", "eurosat", "--methods", "vit_b16_ep60_batch4+coop_16ctx_vit_b16_ep50"],
+         "error: method .*: TRAIN_CFG 'coop_16ctx_vit_b16_ep50' is a preset .*give 'coop_16ctx_vit_b16_ep50' alone"),
+        (["--datasets", "eurosat", "--methods", "vit_b16_ep60_batch4+manual_ivlp_2ctx_depth9"], "'manual_ivlp_2ctx_depth9' is a preset"),
+        (["--datasets", "eurosat", "--protocol", "base-to-new", "--methods", "vit_b16_ep10_batch4_b2n"],
+         r"error: method 'vit_b16_ep10_batch4_b2n': DPL config 'vit_b16_ep10_batch4_b2n' needs a search .*give SEARCH_CFG\+vit_b16_ep10_batch4_b2n"),
         (["--datasets", "eurosat", "--", "OPTIM.MAX_EPOCH"], "error: the overrides after '--' must be KEY VALUE pairs"),
         (["--datasets", "eurosat", "--gpus", "0,99"], "error: --gpus: "),
         (["--datasets", "eurosat", "--gpus", "x"], "error: --gpus takes comma-separated GPU indices"),

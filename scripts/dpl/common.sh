@@ -105,9 +105,35 @@ dpl_search_train_args() {
   dpl_check_dataset "$DATASET"
   dpl_check_int SEED "$SEED" 0
   dpl_check_int SHOTS "$SHOTS" 1
-  dpl_check_cfg DPLSearch "$SEARCH_CFG"
-  dpl_check_cfg DPL "$TRAIN_CFG"
-  dpl_check_recipes "$SEARCH_CFG" "$TRAIN_CFG"
+  dpl_check_stages "$SEARCH_CFG" "$TRAIN_CFG"
+}
+
+# dpl_is_preset CFG: whether configs/trainers/DPL/CFG.yaml fixes its architecture, so that its run
+# needs no search: it sets ARCH_FILE to a file under configs/architectures/ (the baselines, e.g.
+# coop_16ctx_vit_b16_ep50) or sets TEXT_LENGTHS / IMAGE_LENGTHS (the manual_ presets). A search's
+# arch.json given to such a config would replace its architecture (ARCH_FILE) or clash with it
+# (lengths), so the launchers run a preset alone. scripts/dpl/sweep.py reads the yaml by the same rule.
+dpl_is_preset() {
+  grep -Eq "^[[:space:]]*(ARCH_FILE:[[:space:]]*[\"']?configs/architectures/|(TEXT|IMAGE)_LENGTHS:[[:space:]]*\[[[:space:]]*[0-9])" \
+    "configs/trainers/DPL/$1.yaml"
+}
+
+# dpl_check_stages SEARCH_CFG TRAIN_CFG: either SEARCH_CFG '-' (no search) and a preset TRAIN_CFG,
+# or a DPLSearch config and a DPL config of one recipe whose architecture the search supplies.
+dpl_check_stages() {
+  if [[ $1 != - ]]; then
+    dpl_check_cfg DPLSearch "$1"
+  fi
+  dpl_check_cfg DPL "$2"
+  if [[ $1 == - ]]; then
+    if ! dpl_is_preset "$2"; then
+      dpl_usage_error "TRAIN_CFG '$2' needs a search (it sets no ARCH_FILE under configs/architectures/ and no TEXT_LENGTHS/IMAGE_LENGTHS): give a SEARCH_CFG instead of '-'"
+    fi
+  elif dpl_is_preset "$2"; then
+    dpl_usage_error "TRAIN_CFG '$2' is a preset (configs/trainers/DPL/$2.yaml fixes its architecture), so it takes no SEARCH_CFG: give '-' in place of '$1'"
+  else
+    dpl_check_recipes "$1" "$2"
+  fi
 }
 
 # dpl_recipe CFG: the recipe a config name follows (README, "Where every hyper-parameter comes

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Cross-dataset transfer: search and train DPL on ImageNet (few_shot.sh with the cross
 # configs), then evaluate the trained prompts on the 10 other datasets and the 4 ImageNet
-# variants with --eval-only.
+# variants with --eval-only. A preset (fixed architecture) is trained on ImageNet without a search.
 #
 #   DATA=/path/to/datasets bash scripts/dpl/cross_dataset.sh SEED [SHOTS] [SEARCH_CFG] [TRAIN_CFG] [-- KEY VALUE ...]
+#   DATA=/path/to/datasets bash scripts/dpl/cross_dataset.sh SEED SHOTS - PRESET [-- KEY VALUE ...]
 #
 #   SEED        random seed
 #   SHOTS       training images per source class (default 16)
@@ -12,6 +13,9 @@
 #               SEARCH_CFG and TRAIN_CFG must follow one recipe: a name with _paper_ or
 #               _reference_ is that recipe's, any other name "ours" (README, "Where every
 #               hyper-parameter comes from"; neither source defines a cross-dataset recipe)
+#   - PRESET    no search: PRESET is a configs/trainers/DPL/<PRESET>.yaml that fixes its
+#               architecture (as few_shot.sh), e.g. - maple_2ctx_depth3_ep2_batch4_cross; its
+#               folders are those of a TRAIN_CFG named PRESET, without the DPLSearch one
 #   -- KEY VALUE ...  config overrides for every stage, passed to train.py as they are
 #
 # Environment: DATA (required), PYTHON, DPL_OUTPUT (as few_shot.sh), DPL_SOURCE_DATASET
@@ -25,7 +29,7 @@
 # Finished stages are skipped; unfinished training resumes, an unfinished evaluation reruns.
 set -euo pipefail
 
-USAGE="usage: DATA=/path/to/datasets bash $0 SEED [SHOTS=16] [SEARCH_CFG] [TRAIN_CFG] [-- KEY VALUE ...]"
+USAGE="usage: DATA=/path/to/datasets bash $0 SEED [SHOTS=16] [SEARCH_CFG|-] [TRAIN_CFG] [-- KEY VALUE ...]"
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 dpl_split_args 4 "$@"
 dpl_init "${BASH_SOURCE[0]}"
@@ -46,19 +50,20 @@ dpl_check_int SEED "$SEED" 0
 dpl_check_int SHOTS "$SHOTS" 1
 dpl_check_dataset "$SOURCE"
 for target in "${TARGETS[@]}"; do dpl_check_dataset "$target"; done
-dpl_check_cfg DPLSearch "$SEARCH_CFG"
-dpl_check_cfg DPL "$TRAIN_CFG"
-dpl_check_recipes "$SEARCH_CFG" "$TRAIN_CFG"
+dpl_check_stages "$SEARCH_CFG" "$TRAIN_CFG"
 dpl_require_data
 
 bash "$DPL_SCRIPTS/few_shot.sh" "$SOURCE" "$SEED" "$SHOTS" "$SEARCH_CFG" "$TRAIN_CFG" -- ${OVERRIDES[@]+"${OVERRIDES[@]}"}
 
-SEARCH_DIR=$DPL_OUTPUT/$SOURCE/DPLSearch/${SEARCH_CFG}_${SHOTS}shots/seed$SEED
 TRAIN_DIR=$DPL_OUTPUT/$SOURCE/DPL/${TRAIN_CFG}_${SHOTS}shots/seed$SEED
+ARCH=()
+if [[ $SEARCH_CFG != - ]]; then
+  ARCH=(TRAINER.DPL.ARCH_FILE "$DPL_OUTPUT/$SOURCE/DPLSearch/${SEARCH_CFG}_${SHOTS}shots/seed$SEED/arch.json")
+fi
 for target in "${TARGETS[@]}"; do
   dpl_eval "evaluate on $target, seed $SEED" \
     "$DPL_OUTPUT/evaluation/DPL/${TRAIN_CFG}_${SHOTS}shots/$target/seed$SEED" "$TRAIN_DIR" \
     --root "$DATA" --seed "$SEED" --dataset-config-file "configs/datasets/$target.yaml" \
     --trainer DPL --config-file "configs/trainers/DPL/$TRAIN_CFG.yaml" \
-    TRAINER.DPL.ARCH_FILE "$SEARCH_DIR/arch.json" ${OVERRIDES[@]+"${OVERRIDES[@]}"}
+    ${ARCH[@]+"${ARCH[@]}"} ${OVERRIDES[@]+"${OVERRIDES[@]}"}
 done

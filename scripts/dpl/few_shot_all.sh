@@ -7,7 +7,8 @@
 #   SHOTS       space-separated shot counts, one argument (default "1 2 4 8 16")
 #   SEARCH_CFG  configs/trainers/DPLSearch/<SEARCH_CFG>.yaml (default vit_b16_ep60_batch4)
 #   TRAIN_CFG   configs/trainers/DPL/<TRAIN_CFG>.yaml (default vit_b16_ep40_batch4); both of one
-#               recipe, e.g. vit_b16_paper_ep60_batch4 vit_b16_paper_ep40_batch4
+#               recipe, e.g. vit_b16_paper_ep60_batch4 vit_b16_paper_ep40_batch4; or '-' and a
+#               preset, trained without a search (few_shot.sh), e.g. - coop_16ctx_vit_b16_ep200
 #   -- KEY VALUE ...  config overrides passed to every run
 #
 # Environment: DATA (required), PYTHON, DPL_OUTPUT (as few_shot.sh), and DPL_DATASETS to
@@ -16,7 +17,7 @@
 # by running the same command again. The loop stops at the first failing run.
 set -euo pipefail
 
-USAGE="usage: DATA=/path/to/datasets bash $0 [SEEDS=\"1 2 3\"] [SHOTS=\"1 2 4 8 16\"] [SEARCH_CFG] [TRAIN_CFG] [-- KEY VALUE ...]"
+USAGE="usage: DATA=/path/to/datasets bash $0 [SEEDS=\"1 2 3\"] [SHOTS=\"1 2 4 8 16\"] [SEARCH_CFG|-] [TRAIN_CFG] [-- KEY VALUE ...]"
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 dpl_split_args 4 "$@"
 dpl_init "${BASH_SOURCE[0]}"
@@ -33,9 +34,7 @@ fi
 for seed in "${SEEDS[@]}"; do dpl_check_int SEED "$seed" 0; done
 for shots in "${SHOT_LIST[@]}"; do dpl_check_int SHOTS "$shots" 1; done
 for dataset in "${DATASETS[@]}"; do dpl_check_dataset "$dataset"; done
-dpl_check_cfg DPLSearch "$SEARCH_CFG"
-dpl_check_cfg DPL "$TRAIN_CFG"
-dpl_check_recipes "$SEARCH_CFG" "$TRAIN_CFG"
+dpl_check_stages "$SEARCH_CFG" "$TRAIN_CFG"
 dpl_require_data
 
 for shots in "${SHOT_LIST[@]}"; do

@@ -2,7 +2,7 @@
 """Run a grid of DPL experiments (a plan) on a local pool of GPUs or CPU workers, or on SLURM.
 
     python scripts/dpl/sweep.py [run|status] --protocol few-shot --datasets eurosat dtd \\
-        --seeds 1 2 3 --shots 16 --methods vit_b16_ep60_batch4+vit_b16_ep40_batch4 manual_ivlp_2ctx_depth9 \\
+        --seeds 1 2 3 --shots 16 --methods vit_b16_ep60_batch4+vit_b16_ep40_batch4 coop_16ctx_vit_b16_ep200 \\
         [--gpus 0,1 | --workers N | --executor slurm --slurm-partition P ...] [--dry-run] [--retry-failed] \\
         [-- KEY VALUE ...]
 
@@ -17,8 +17,10 @@ lines (device, pid, time), which ``status`` reads. Killing the runner and starti
 loses nothing: unfinished runs resume, finished ones are skipped.
 
 Methods: ``SEARCH_CFG+TRAIN_CFG`` (names in configs/trainers/DPLSearch/ and DPL/, one recipe),
-``manual_<preset>`` (configs/trainers/DPL/manual_<preset>.yaml, few-shot only, no search), or
-``default`` (the protocol's default pair, as the launchers').
+``PRESET`` (a configs/trainers/DPL/<PRESET>.yaml that fixes its architecture, e.g.
+``coop_16ctx_vit_b16_ep50``, ``maple_2ctx_depth9_ep5_batch4`` or ``manual_ivlp_2ctx_depth9``:
+trained without a search in every protocol, as the launchers' ``- PRESET``), or ``default`` (the
+protocol's default pair, as the launchers').
 
 SLURM (``--executor slurm``, needs ``pip install submitit``): the runs are submitted with submitit
 as one job array per stage (search, training, evaluation), each array after the arrays its runs
@@ -150,21 +152,37 @@ def check_cfg(trainer: str, name: str) -> None:
         raise PlanError(f"unknown {trainer} config '{name}': no configs/trainers/{trainer}/{name}.yaml; known: {known}")
 
 
+# A line of a DPL config that fixes its architecture (common.sh's dpl_is_preset, the same pattern):
+# ARCH_FILE under configs/architectures/, or per-block TEXT_LENGTHS / IMAGE_LENGTHS.
+PRESET_LINE = re.compile(r"""^[ \t]*(ARCH_FILE:[ \t]*["']?configs/architectures/|(TEXT|IMAGE)_LENGTHS:[ \t]*\[[ \t]*[0-9])""",
+                         re.MULTILINE)  # fmt: skip
+
+
+def is_preset(train: str) -> bool:
+    """Whether configs/trainers/DPL/<train>.yaml fixes its architecture, so its run needs no search."""
+    return PRESET_LINE.search((REPO / "configs" / "trainers" / "DPL" / f"{train}.yaml").read_text()) is not None
+
+
 def parse_method(method: str, protocol: str) -> tuple[str | None, str]:
-    """``(SEARCH_CFG, TRAIN_CFG)``; SEARCH_CFG is None for a manual preset."""
+    """``(SEARCH_CFG, TRAIN_CFG)``; SEARCH_CFG is None for a preset, which runs without a search."""
     if method == "default":
         return DEFAULTS[protocol]
-    if method.startswith("manual_") and "+" not in method:
-        if protocol != "few-shot":
-            raise PlanError(f"method '{method}': manual presets run in the few-shot protocol only (as manual.sh)")
-        check_cfg("DPL", method)
-        return None, method
     parts = method.split("+")
+    if len(parts) == 1 and method:
+        check_cfg("DPL", method)
+        if not is_preset(method):
+            raise PlanError(f"method '{method}': DPL config '{method}' needs a search (it sets no ARCH_FILE under "
+                            f"configs/architectures/ and no TEXT_LENGTHS/IMAGE_LENGTHS): give SEARCH_CFG+{method}")  # fmt: skip
+        return None, method
     if len(parts) != 2 or not all(parts):
-        raise PlanError(f"method '{method}': give SEARCH_CFG+TRAIN_CFG, manual_<preset> or default")
+        raise PlanError(f"method '{method}': give SEARCH_CFG+TRAIN_CFG, a preset (a DPL config that fixes its "
+                        "architecture) or default")  # fmt: skip
     search, train = parts
     check_cfg("DPLSearch", search)
     check_cfg("DPL", train)
+    if is_preset(train):
+        raise PlanError(f"method '{method}': TRAIN_CFG '{train}' is a preset (configs/trainers/DPL/{train}.yaml "
+                        f"fixes its architecture), so it takes no SEARCH_CFG: give '{train}' alone")  # fmt: skip
     if recipe(search) != recipe(train):
         raise PlanError(f"method '{method}': SEARCH_CFG '{search}' follows recipe '{recipe(search)}' but TRAIN_CFG "
                         f"'{train}' follows '{recipe(train)}': give both configs of one recipe")  # fmt: skip
@@ -211,7 +229,7 @@ def expand(protocol: str, datasets: list[str], seeds: list[int], shots: list[int
         return ["--root", data, "--seed", str(seed), "--dataset-config-file", f"configs/datasets/{dataset}.yaml"]
 
     def few_shot(dataset: str, seed: int, k: int, search: str | None, train: str) -> str:
-        """few_shot.sh (manual.sh without a search); returns the training folder."""
+        """few_shot.sh (a preset: manual.sh, no search); returns the training folder."""
         train_dir = f"{output}/{dataset}/DPL/{train}_{k}shots/seed{seed}"
         train_args = [*common(dataset, seed), "--trainer", "DPL", "--config-file", f"configs/trainers/DPL/{train}.yaml",
                       "DATASET.NUM_SHOTS", str(k)]  # fmt: skip
@@ -239,17 +257,21 @@ def expand(protocol: str, datasets: list[str], seeds: list[int], shots: list[int
                 for dataset in datasets:
                     for seed in seeds:
                         base = f"{output}/base2new/train_base/{dataset}/shots_{k}"
-                        search_dir = f"{base}/DPLSearch/{search}/seed{seed}"
                         train_dir = f"{base}/DPL/{train}/seed{seed}"
-                        arch = ["TRAINER.DPL.ARCH_FILE", f"{search_dir}/arch.json"]
                         dpl = [*common(dataset, seed), "--trainer", "DPL", "--config-file", f"configs/trainers/DPL/{train}.yaml"]
-                        add(Run(search_dir, "search", f"search {dataset} base classes, seed {seed}",
-                                [*common(dataset, seed), "--trainer", "DPLSearch", "--config-file",
-                                 f"configs/trainers/DPLSearch/{search}.yaml", "DATASET.NUM_SHOTS", str(k),
-                                 "DATASET.SUBSAMPLE_CLASSES", "base", *ov]))  # fmt: skip
+                        arch: list[str] = []
+                        deps: list[str] = []
+                        if search is not None:
+                            search_dir = f"{base}/DPLSearch/{search}/seed{seed}"
+                            add(Run(search_dir, "search", f"search {dataset} base classes, seed {seed}",
+                                    [*common(dataset, seed), "--trainer", "DPLSearch", "--config-file",
+                                     f"configs/trainers/DPLSearch/{search}.yaml", "DATASET.NUM_SHOTS", str(k),
+                                     "DATASET.SUBSAMPLE_CLASSES", "base", *ov]))  # fmt: skip
+                            arch = ["TRAINER.DPL.ARCH_FILE", f"{search_dir}/arch.json"]
+                            deps = [search_dir]
                         add(Run(train_dir, "train", f"train {dataset} base classes, seed {seed}",
                                 [*dpl, "DATASET.NUM_SHOTS", str(k), "DATASET.SUBSAMPLE_CLASSES", "base", *arch, *ov],
-                                [search_dir]))  # fmt: skip
+                                deps))  # fmt: skip
                         for split in (["base", "new"] if test_base else ["new"]):
                             add(Run(f"{output}/base2new/test_{split}/{dataset}/shots_{k}/DPL/{train}/seed{seed}", "eval",
                                     f"evaluate {dataset} {split} classes, seed {seed}",
@@ -258,13 +280,13 @@ def expand(protocol: str, datasets: list[str], seeds: list[int], shots: list[int
             else:  # cross-dataset: datasets are the targets
                 for seed in seeds:
                     train_dir = few_shot(source, seed, k, search, train)
-                    search_dir = f"{output}/{source}/DPLSearch/{search}_{k}shots/seed{seed}"
+                    arch = [] if search is None else [
+                        "TRAINER.DPL.ARCH_FILE", f"{output}/{source}/DPLSearch/{search}_{k}shots/seed{seed}/arch.json"]
                     for target in datasets:
                         add(Run(f"{output}/evaluation/DPL/{train}_{k}shots/{target}/seed{seed}", "eval",
                                 f"evaluate on {target}, seed {seed}",
                                 ["--eval-only", "--model-dir", train_dir, *common(target, seed), "--trainer", "DPL",
-                                 "--config-file", f"configs/trainers/DPL/{train}.yaml",
-                                 "TRAINER.DPL.ARCH_FILE", f"{search_dir}/arch.json", *ov], [train_dir]))  # fmt: skip
+                                 "--config-file", f"configs/trainers/DPL/{train}.yaml", *arch, *ov], [train_dir]))  # fmt: skip
     return list(runs.values())
 
 
@@ -830,7 +852,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
     parser.add_argument("--shots", nargs="+", type=int, default=[16])
     parser.add_argument("--methods", nargs="+", default=["default"],
-                        help="SEARCH_CFG+TRAIN_CFG, manual_<preset> or default (the protocol's pair)")  # fmt: skip
+                        help="SEARCH_CFG+TRAIN_CFG, a preset (a DPL config that fixes its architecture, e.g. "
+                             "coop_16ctx_vit_b16_ep50 or manual_ivlp_2ctx_depth9; no search) or default (the protocol's pair)")  # fmt: skip
     parser.add_argument("--source", default="imagenet", help="cross-dataset source dataset (default imagenet)")
     parser.add_argument("--test-base", action="store_true", help="base-to-new: also evaluate the base classes (DPL_TEST_BASE=1)")
     parser.add_argument("--data", default=os.environ.get("DATA", ""), help="dataset root (default $DATA)")
