@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import clip
 import pytest
 import torch
 
@@ -451,3 +452,34 @@ def test_block0_text_tokens_without_position_keep_the_class_positions(clip4, ima
         architecture(clip4, text=(TokenGroup(0, 1, None, positional=False), TokenGroup(0, 1, None)))
     with pytest.raises(ArchitectureError, match="text tower only"):
         architecture(clip4, image=(TokenGroup(0, 1, None, positional=False),))
+
+
+@pytest.mark.parametrize("build", ["maple", "token_search"])
+def test_half_precision_clip_keeps_group_tokens_maps_and_gates_in_fp32(clip4, images, build):
+    """fp16 runs: CLIP in half; tokens, coupling maps and the token search's weights stay fp32."""
+    import copy
+
+    from trainers.dpl_core.token_search import TokenSearchSpace
+
+    half = copy.deepcopy(clip4)
+    clip.model.convert_weights(half)  # CLIP's own fp16 layout: LayerNorms stay fp32
+
+    def make(model_clip):
+        torch.manual_seed(0)
+        if build == "token_search":
+            return PromptedCLIP.token_supernet(model_clip, TokenSearchSpace(2, (1, None)), alpha_init_std=0.5)
+        arch = architecture(model_clip, text=deep_prompt_groups(2, 3, init="a photo of a"),
+                            image=deep_prompt_groups(2, 3, source="coupled"))  # fmt: skip
+        return PromptedCLIP.fixed(model_clip, arch)
+
+    model, reference = make(half), make(clip4)
+    tokens = engine_tokens("of a {}.")
+    logits = model(images, tokens)
+    assert logits.dtype == torch.float32
+    torch.testing.assert_close(logits, reference(images, tokens), rtol=0.05, atol=0.05)
+    logits.logsumexp(-1).sum().backward()
+    learned = [p for p in model.prompt_parameters() if p.numel()]
+    if model.token_weights is not None:
+        learned += list(model.token_weights.parameters())
+    for param in learned:
+        assert param.dtype == torch.float32 and param.grad is not None and param.grad.dtype == torch.float32
