@@ -319,7 +319,8 @@ RECIPES = ("paper", "reference")
 # preset, e.g. maple_2ctx_depth9_ep5_batch4. Their runs sit under DPL/, so a host checkout's own
 # MaPLe/... runs keep their names, but a table row must not read as the original either: it says
 # what the preset runs and that the engine ran it. vpt_deep comes before vpt, its prefix.
-ENGINE_PRESETS = (("coop", "CoOp"), ("vpt_deep", "VPT-deep"), ("vpt", "VPT"), ("ivlp", "IVLP"), ("maple", "MaPLe"))
+ENGINE_PRESETS = (("coop", "CoOp"), ("vpt_deep", "VPT-deep"), ("vpt", "VPT"), ("ivlp", "IVLP"), ("maple", "MaPLe"),
+                  ("mpl", "MPL"))  # fmt: skip
 # The first word of a preset's name that names the backbone or the schedule, not the prompts.
 SCHEDULE_WORD = re.compile(r"^(vit|rn\d+|ep\d+|batch\d+)$")
 

@@ -251,7 +251,8 @@ def test_engine_presets_are_named_apart_from_dpl_and_from_the_host_methods_they_
     ours, host = tmp_path / "output", tmp_path / "MaPLe" / "output"
     maple, coop50, coop200 = "maple_2ctx_depth9_ep5_batch4", "coop_16ctx_vit_b16_ep50", "coop_16ctx_vit_b16_ep200"
     runs = {(ours, "DPL", maple): 70.0, (ours, "DPL", "vit_b16_ep40_batch4"): 74.0, (ours, "DPL", coop50): 66.0,
-            (ours, "DPL", coop200): 68.0, (host, "MaPLe", "vit_b16_c2_ep5_batch4_2ctx"): 72.0}  # fmt: skip
+            (ours, "DPL", coop200): 68.0, (ours, "DPL", "mpl_c1_add2_rm1_depth9_ep5_batch4"): 69.0,
+            (host, "MaPLe", "vit_b16_c2_ep5_batch4_2ctx"): 72.0}  # fmt: skip
     for (root, trainer, cfg), acc in runs.items():
         write_train_log(fewshot_dir(root, "eurosat", trainer, cfg, 1), acc)
         write_train_log(b2n_dir(root, "train_base", "eurosat", trainer, cfg, 1), acc)
@@ -262,6 +263,7 @@ def test_engine_presets_are_named_apart_from_dpl_and_from_the_host_methods_they_
         f"DPL/{maple}": f"MaPLe 2ctx depth 9 (DPL engine, DPL/{maple})",
         f"DPL/{coop50}": f"CoOp 16ctx (DPL engine, DPL/{coop50})",
         f"DPL/{coop200}": f"CoOp 16ctx (DPL engine, DPL/{coop200})",
+        "DPL/mpl_c1_add2_rm1_depth9_ep5_batch4": "MPL c1 add2 rm1 depth 9 (DPL engine, DPL/mpl_c1_add2_rm1_depth9_ep5_batch4)",
         "DPL/vit_b16_ep40_batch4": "DPL/vit_b16_ep40_batch4",
         "MaPLe/vit_b16_c2_ep5_batch4_2ctx": "MaPLe/vit_b16_c2_ep5_batch4_2ctx",
     }
