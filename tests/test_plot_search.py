@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,8 @@ from matplotlib.transforms import Bbox
 from PIL import Image
 
 from scripts import plot_search as ps
+from trainers.dpl_core.architecture import PromptArchitecture, TokenGroup
+from trainers.dpl_core.token_search import TokenSearchSpace, decode_tokens
 
 CANDIDATES = [0, 1, 2, 3]
 
@@ -347,3 +350,276 @@ def test_search_of_one_tower_only(tmp_path):
     assert ps.main([str(tmp_path)]) == 0
     assert_png(tmp_path / "mixture_weights.png")
     assert_png(tmp_path / "search_evolution.png")
+
+
+# ----------------------------------------------------------------------------- token search
+
+LIFETIMES = [1, 2, None]
+
+
+def token_line(epoch: int, counts: dict[str, list], lifetimes: dict[str, list], max_tokens: int = 2,
+               temperature: float = 1.0) -> dict:
+    """A history line as DPLSearch writes it with TRAINER.DPLSEARCH.SPACE tokens."""
+    return {"epoch": epoch, "space": "tokens", "max_tokens": max_tokens, "lifetimes": LIFETIMES,
+            "temperature": temperature,
+            **{t: {"counts": counts[t], "lifetimes": lifetimes[t]} for t in ("text", "image")}}
+
+
+def save_token_arch(folder: Path, line: dict) -> PromptArchitecture:
+    """arch.json as DPLSearch writes it: the decode of ``line``'s weights."""
+    space = TokenSearchSpace(line["max_tokens"], tuple(line["lifetimes"]))
+    groups = {t: decode_tokens(space, t, line[t]["counts"], line[t]["lifetimes"]) for t in ("text", "image")}
+    arch = PromptArchitecture((0,) * len(line["text"]["counts"]), (0,) * len(line["image"]["counts"]),
+                              candidates=(0,), backbone="ViT-B/16", text_groups=groups["text"],
+                              image_groups=groups["image"])
+    arch.save(folder / "arch.json")
+    return arch
+
+
+def make_token_search(folder: Path, seed: int = 0, epochs: int = 3, text_depth: int = 4, image_depth: int = 3,
+                      max_tokens: int = 2) -> list[dict]:
+    """A token search's folder: random weights drifting from zero, arch.json their last decode."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    depths = {"text": text_depth, "image": image_depth}
+    lines = [token_line(epoch, {t: (rng.normal(size=(d, max_tokens + 1)) * epoch).tolist() for t, d in depths.items()},
+                        {t: (rng.normal(size=(d, max_tokens, len(LIFETIMES))) * epoch).tolist()
+                         for t, d in depths.items()}, max_tokens)
+             for epoch in range(1, epochs + 1)]
+    (folder / "alpha_history.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    save_token_arch(folder, lines[-1])
+    return lines
+
+
+def hand_made_line(epoch: int = 1) -> dict:
+    """Text: 3 blocks, image: 2; counts 0..2, lifetimes 1, 2, end; ties in both kinds of weights.
+
+    Text counts: block 0 ties 1 and 2 tokens (-> 1), block 1 chooses 1, block 2 chooses 2.
+    Text lifetimes: block 0 token 0 ties 1 and 2 (-> 1); block 1 token 0 chooses 2, which runs
+    past the last block (1 + 2 >= 3: -> end); block 2's tokens choose 2 and 1, both past the end.
+    Image counts tie everywhere (-> 0 tokens).
+    """
+    return token_line(epoch, {"text": [[0, 1, 1], [0, 2, 1], [0, 0, 5]], "image": [[2, 2, 2], [0, 0, 0]]},
+                      {"text": [[[3, 3, 0], [0, 0, 9]], [[0, 2, 1], [9, 0, 0]], [[0, 5, 0], [1, 0, 0]]],
+                       "image": [[[0, 0, 0], [0, 0, 0]], [[0, 0, 0], [0, 0, 0]]]})
+
+
+def write_token_search(folder: Path, *lines: dict) -> PromptArchitecture:
+    """A token search's folder with these history lines; arch.json is the last one's decode."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "alpha_history.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return save_token_arch(folder, lines[-1])
+
+
+TOKEN_PLOTS = ("count_weights.png", "lifetime_weights.png", "search_evolution.png", "tokens.png")
+
+
+def test_token_search_folder_gives_its_four_plots(tmp_path, capsys, caplog):
+    folder = tmp_path / "search"
+    make_token_search(folder)
+    with caplog.at_level(logging.WARNING):
+        assert ps.main([str(folder)]) == 0
+    assert capsys.readouterr().out.split() == [str(folder / name) for name in TOKEN_PLOTS]
+    for name in TOKEN_PLOTS:
+        assert_png(folder / name)
+    assert not (folder / "mixture_weights.png").exists()
+    assert "disagrees" not in caplog.text
+
+
+def test_token_choices_follow_the_decode_rule_with_ties(tmp_path):
+    write_token_search(tmp_path, hand_made_line())
+    (epoch,) = ps.load_alpha_history(tmp_path / "alpha_history.jsonl")
+    assert ps.chosen_tokens(epoch, "text") == [(1,), (None,), (None, None)]
+    assert ps.chosen_counts(epoch, "text") == (1, 1, 2)
+    assert ps.chosen_counts(epoch, "image") == (0, 0)
+    labels, probability = ps.lifetime_cells(epoch, "text")
+    assert labels == [["1", ""], ["end", ""], ["end", "end"]]
+    # Block 0 token 0: softmax [3, 3, 0] -> e^3 / (2 e^3 + 1) = 20.085537 / 41.171074 = 0.487856.
+    # Block 1 token 0 is "end" by lifetime 2 or by end: (e^2 + e) / (1 + e^2 + e) = 10.107338 / 11.107338 = 0.909969.
+    # Block 2 is the last: every option reaches the end, probability 1. NaN: not kept.
+    np.testing.assert_allclose(probability, [[0.487856, np.nan], [0.909969, np.nan], [1.0, 1.0]], atol=1e-6)
+    labels, probability = ps.lifetime_cells(epoch, "image")
+    assert labels == [["", ""], ["", ""]] and np.isnan(probability).all()
+
+
+def test_count_and_lifetime_figures_show_the_choices(tmp_path):
+    write_token_search(tmp_path, hand_made_line())
+    arch, history = ps.load_search(tmp_path)
+    fig = ps.count_figure(arch, history)
+    text_ax, image_ax = [ax for ax in fig.axes if ax.get_images()]
+    # Boxed: the chosen count of every block (x = count, y = block).
+    assert [(round(r.get_x() + 0.5), round(r.get_y() + 0.5)) for r in text_ax.patches] == [(1, 0), (1, 1), (2, 2)]
+    assert [(round(r.get_x() + 0.5), round(r.get_y() + 0.5)) for r in image_ax.patches] == [(0, 0), (0, 1)]
+    assert text_ax.get_title().startswith("text tower: chosen 1 1 2")
+    # Image counts are uniform (1/3 each): its choice is a near-tie and the title says so.
+    assert "near-uniform" in image_ax.get_title() and "count weights (image)" in fig.get_suptitle()
+
+    fig = ps.lifetime_figure(arch, history)
+    text_ax, image_ax = [ax for ax in fig.axes if ax.get_images()]
+    assert [t.get_text() for t in text_ax.texts] == ["1\n0.49", "end\n0.91", "end\n1.00", "end\n1.00"]
+    hatched = [(round(r.get_x() + 0.5), round(r.get_y() + 0.5)) for r in text_ax.patches if r.get_hatch()]
+    assert hatched == [(1, 0), (1, 1)]  # token 1 of blocks 0 and 1: beyond their count of 1
+    assert len([r for r in image_ax.patches if r.get_hatch()]) == 4 and not image_ax.texts
+    assert text_ax.get_title() == "text tower: 4 tokens kept" and image_ax.get_title() == "image tower: 0 tokens kept"
+    # The colour is the probability itself, on a fixed 0..1 scale.
+    image = text_ax.get_images()[0]
+    assert (image.norm.vmin, image.norm.vmax) == (0.0, 1.0)
+    assert image.get_array()[1, 0] == pytest.approx(0.909969, abs=1e-6)
+
+
+def test_token_evolution_tracks_chosen_counts_and_both_entropies(tmp_path):
+    first = hand_made_line(1)
+    second = hand_made_line(2)
+    second["text"]["counts"][2] = [9, 0, 0]  # block 2 drops its tokens after epoch 2
+    write_token_search(tmp_path, first, second)
+    fig = ps.token_evolution_figure(*ps.load_search(tmp_path))
+    maps = [ax for ax in fig.axes if ax.get_title().endswith("chosen count per block")]
+    assert [ax.get_title() for ax in maps] == ["text tower: chosen count per block", "image tower: chosen count per block"]
+    np.testing.assert_array_equal(maps[0].collections[0].get_array(), [[1, 1], [1, 1], [2, 0]])
+    panels = {ax.get_title(): ax for ax in fig.axes if "entropy" in ax.get_title()}
+    assert set(panels) == {"Mean per-block entropy of the count weights", "Mean per-token entropy of the lifetime weights"}
+    for ax in panels.values():  # counts 0..2 and lifetimes 1, 2, end: three options each
+        dashed = [line for line in ax.get_lines() if line.get_linestyle() == "--"]
+        assert dashed[0].get_ydata()[0] == pytest.approx(math.log(3))
+        assert [line.get_label() for line in ax.get_lines() if line.get_linestyle() != "--"] == ["text", "image"]
+    # Image counts: uniform in both epochs, entropy log 3.
+    image_counts = panels["Mean per-block entropy of the count weights"].get_lines()[1].get_ydata()
+    np.testing.assert_allclose(image_counts, [math.log(3)] * 2)
+
+
+@pytest.mark.parametrize("figure", ["count_figure", "lifetime_figure", "token_evolution_figure"])
+def test_token_figures_have_nothing_overlapping(tmp_path, figure):
+    make_token_search(tmp_path, text_depth=12, image_depth=12, max_tokens=4)
+    fig = getattr(ps, figure)(*ps.load_search(tmp_path))
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    boxes = [ax.get_tightbbox(renderer) for ax in fig.axes]
+    boxes += [legend.get_window_extent(renderer) for legend in fig.legends]
+    boxes.append(_suptitle(fig).get_window_extent(renderer) if fig.get_suptitle() else Bbox.null())
+    for i, a in enumerate(boxes):
+        assert a.x0 >= 0 and a.x1 <= fig.bbox.x1 and a.y0 >= 0 and a.y1 <= fig.bbox.y1
+        assert not any(_overlap(a, b) for b in boxes[i + 1:])
+
+
+def test_disagreeing_token_arch_json_warns_but_plots(tmp_path, caplog):
+    write_token_search(tmp_path, hand_made_line())
+    arch, history = ps.load_search(tmp_path)
+    assert ps.check_token_agreement(arch, history[-1]) == []
+    # Block 0 saved with two tokens that live to the end, where the weights choose one of lifetime 1.
+    wrong = PromptArchitecture((0,) * 3, (0,) * 2, candidates=(0,), backbone="ViT-B/16",
+                               text_groups=(TokenGroup(0, 2, None, positional=False), *arch.text_groups[1:]))
+    wrong.save(tmp_path / "arch.json")
+    assert ps.check_token_agreement(wrong, history[-1]) == [
+        "text block 0: arch.json 2 tokens (end end), weights 1 token (1)"]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        assert ps.main([str(tmp_path)]) == 0
+    assert "disagrees with the weights of epoch 1" in caplog.text and "text block 0: arch.json 2 tokens" in caplog.text
+    assert_png(tmp_path / "count_weights.png")
+
+
+def _without(data: dict, *keys: str) -> dict:
+    inner = data
+    for key in keys[:-1]:
+        inner = inner[key]
+    del inner[keys[-1]]
+    return data
+
+
+LENGTH_LINE = {"epoch": 2, "candidates": [0, 1, 2], "temperature": 1.0, "text": [[0, 0, 0]] * 3,
+               "image": [[0, 0, 0]] * 2}
+
+
+@pytest.mark.parametrize(
+    "lines, message",
+    [
+        ([_without(hand_made_line(), "max_tokens")], "alpha_history.jsonl:1: missing keys ['max_tokens']"),
+        ([_without(hand_made_line(), "image", "counts")], "alpha_history.jsonl:1: image is missing keys ['counts']"),
+        ([{**hand_made_line(), "text": [[0, 1, 1]]}], "alpha_history.jsonl:1: text must be an object with counts"),
+        ([{**hand_made_line(), "text": {"counts": [[0, 1]] * 3, "lifetimes": hand_made_line()["text"]["lifetimes"]}}],
+         "alpha_history.jsonl:1: text counts of block 0 must be 3 numbers (counts 0..2), got [0, 1]"),
+        ([{**hand_made_line(), "image": {"counts": [[0, 0, 0]] * 2, "lifetimes": [[[0, 0, 0]] * 2, [[0, 0, 0]]]}}],
+         "alpha_history.jsonl:1: image lifetimes of block 1 must be 2 rows (one per token)"),
+        ([{**hand_made_line(), "image": {"counts": [[0, 0, 0]] * 2, "lifetimes": [[[0, 0, 0]] * 2, [[0, 0], [0, 0, 0]]]}}],
+         "alpha_history.jsonl:1: image lifetimes of block 1 token 0 must be 3 numbers (lifetimes 1, 2, end)"),
+        ([{**hand_made_line(), "image": {"counts": [[0, 0, 0]] * 2, "lifetimes": [[[0, 0, 0]] * 2]}}],
+         "alpha_history.jsonl:1: image has 2 blocks of count weights but 1 of lifetime weights"),
+        ([{**hand_made_line(), "image": {"counts": [[0, 0, float("nan")]] * 2,
+                                         "lifetimes": [[[0, 0, 0]] * 2] * 2}}],
+         "alpha_history.jsonl:1: image counts are not all finite"),
+        ([{**hand_made_line(), "lifetimes": [2, 1]}], "alpha_history.jsonl:1: lifetimes must be increasing"),
+        ([{**hand_made_line(), "max_tokens": 0}], "alpha_history.jsonl:1: the token search needs max_tokens >= 1"),
+        ([{**hand_made_line(), "space": "widths"}], "alpha_history.jsonl:1: unknown space 'widths'"),
+        ([hand_made_line(1), LENGTH_LINE],
+         "alpha_history.jsonl:2: a line of a lengths search after lines of a tokens search"),
+        ([{**LENGTH_LINE, "epoch": 1}, hand_made_line(2)],
+         "alpha_history.jsonl:2: a line of a tokens search after lines of a lengths search"),
+        ([hand_made_line(1), {**hand_made_line(2), "lifetimes": [1, 2, 3]}],
+         ("alpha_history.jsonl:2: max_tokens/lifetimes/blocks (2, (1, 2, 3), 3, 2) differ from the earlier lines' "
+          "(2, (1, 2, None), 3, 2)")),
+    ],
+)
+def test_malformed_token_history_is_one_clear_error_line(tmp_path, capsys, lines, message):
+    write_token_search(tmp_path, hand_made_line())
+    (tmp_path / "alpha_history.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    with pytest.raises(SystemExit) as excinfo:
+        ps.main([str(tmp_path)])
+    assert excinfo.value.code == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(errors) == 1 and message in errors[0]
+    assert not any((tmp_path / name).exists() for name in TOKEN_PLOTS)
+
+
+@pytest.mark.parametrize(
+    "arch, message",
+    [
+        (PromptArchitecture((0, 1, 0), (0, 0), candidates=(0, 1)), "is a token search's, but arch.json has key/value"),
+        (PromptArchitecture((0,) * 4, (0,) * 2, candidates=(0,)), "has 3 text blocks but arch.json 4"),
+    ],
+)
+def test_token_history_with_another_search_arch_json_is_refused(tmp_path, capsys, arch, message):
+    write_token_search(tmp_path, hand_made_line())
+    arch.save(tmp_path / "arch.json")
+    with pytest.raises(SystemExit) as excinfo:
+        ps.main([str(tmp_path)])
+    assert excinfo.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_token_search_without_torch_is_a_clear_error(tmp_path, capsys, monkeypatch):
+    write_token_search(tmp_path, hand_made_line())
+    monkeypatch.delitem(sys.modules, "trainers.dpl_core.token_search")
+    monkeypatch.setitem(sys.modules, "torch", None)  # import torch now raises ImportError
+    with pytest.raises(SystemExit) as excinfo:
+        ps.main([str(tmp_path)])
+    assert excinfo.value.code == 2 and "needs torch" in capsys.readouterr().err
+
+
+def test_compare_token_searches_draws_the_counts_per_block(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    write_token_search(a, hand_made_line())
+    make_token_search(b, seed=3, text_depth=4, image_depth=2)
+    archs = [ps.load_architecture_arg(p) for p in (a, b)]
+    fig = ps.compare_figure(archs, ["hand", "random"])
+    text_ax = next(ax for ax in fig.axes if ax.get_title() == "text tower (right: total)")
+    matrix = text_ax.get_images()[0].get_array()
+    np.testing.assert_array_equal(matrix[0, :3], [1, 1, 2])  # the hand-made search's chosen counts
+    assert matrix.mask[0, 3]  # its text tower is one block shorter: drawn blank
+    np.testing.assert_array_equal(matrix[1], ps.entering_counts(archs[1], "text"))
+    assert fig.get_suptitle() == "Prompt tokens entering per block"
+    out = tmp_path / "cmp"
+    assert ps.main(["--compare", str(a), str(b), "--out", str(out)]) == 0
+    assert_png(out / "architectures.png")
+
+
+def test_compare_refuses_length_and_token_searches_together(tmp_path, capsys):
+    make_search(tmp_path / "lengths")
+    write_token_search(tmp_path / "tokens", hand_made_line())
+    out = tmp_path / "cmp"
+    with pytest.raises(SystemExit) as excinfo:
+        ps.main(["--compare", str(tmp_path / "lengths"), str(tmp_path / "tokens"), "--labels", "L", "T",
+                 "--out", str(out)])
+    assert excinfo.value.code == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(errors) == 1
+    assert "one kind of architecture at a time, but L has key/value prompt lengths" in errors[0] and "T token groups" in errors[0]
+    assert not out.exists()
