@@ -797,10 +797,11 @@ class PromptedCLIP(nn.Module):
         return visual.ln_post(x) @ visual.proj
 
     def logits(self, image_features: Tensor, text_features: Tensor) -> Tensor:
-        """``[batch, classes]`` scaled cosine similarities, as CLIP's zero-shot head."""
-        image_features = F.normalize(image_features.float(), dim=-1)
-        text_features = F.normalize(text_features.float(), dim=-1)
-        return self.clip_model.logit_scale.exp().float() * image_features @ text_features.t()
+        """``[batch, classes]`` scaled cosine similarities, as CLIP's zero-shot head, in at least fp32."""
+        dtype = torch.promote_types(image_features.dtype, torch.float32)
+        image_features = F.normalize(image_features.to(dtype), dim=-1)
+        text_features = F.normalize(text_features.to(dtype), dim=-1)
+        return self.clip_model.logit_scale.exp().to(dtype) * image_features @ text_features.t()
 
     def forward(self, images: Tensor, tokens: Tensor, chunk_size: int = 0, recompute_chunks: bool = False) -> Tensor:
         """``[batch, classes]`` logits of ``images`` against the class prompts ``tokens``."""
