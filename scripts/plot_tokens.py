@@ -73,8 +73,8 @@ def alive_counts(arch: PromptArchitecture, tower: str) -> list[int]:
 def tokens_figure(arch: PromptArchitecture, title: str) -> Figure:
     towers = [t for t in TOWERS if arch.total_tokens(t)] or list(TOWERS)
     heights = [max(len(token_rows(arch, t)), 1) for t in towers]
-    fig = Figure(figsize=(1.2 + 0.45 * max(len(arch.lengths(t)) for t in towers), 1.6 + 0.18 * sum(heights) + 0.9 * len(towers)),
-                 layout="constrained")  # fmt: skip
+    width = max(6.5, 1.2 + 0.45 * max(len(arch.lengths(t)) for t in towers))  # room for the title and legend
+    fig = Figure(figsize=(width, 1.6 + 0.18 * sum(heights) + 0.9 * len(towers)), layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(len(towers), 1, squeeze=False, height_ratios=heights)[:, 0]
     for ax, tower in zip(axes, towers):
@@ -86,7 +86,7 @@ def tokens_figure(arch: PromptArchitecture, title: str) -> Figure:
                 ax.add_patch(Rectangle((row.entry, y + 0.1), row.last - row.entry, 0.8, color=colour))
             ax.add_patch(Rectangle((row.last, y + 0.1), 1, 0.8, facecolor=colour, alpha=0.35, hatch="///", edgecolor=colour))
         ax.set_xlim(0, depth)
-        ax.set_ylim(len(rows), 0)
+        ax.set_ylim(max(len(rows), 1), 0)  # an empty tower still gets a row's height
         ax.set_xticks([b + 0.5 for b in range(depth)], [str(b) for b in range(depth)])
         ax.set_yticks([y + 0.5 for y in range(len(rows))], [r.label for r in rows] if len(rows) <= 40 else [])
         ax.tick_params(axis="y", labelsize=7)
