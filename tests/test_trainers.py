@@ -386,3 +386,48 @@ def test_token_search_trains_resumes_exactly_and_its_architecture_trains_with_dp
     dpl = make_trainer(run_args("DPL", trained, data_root, tiny_checkpoint, "TRAINER.DPL.ARCH_FILE", str(out / "arch.json")))
     dpl.train()
     assert json.loads((trained / "result.json").read_text())["accuracy"] is not None
+
+
+def test_gram_identity_regulator_and_the_default_start_train_bit_for_bit_as_plain_training(tmp_path, data_root, tiny_checkpoint):
+    from dassl.utils import set_random_seed
+
+    from trainers.dpl_core.architecture import context_group
+    from trainers.gram.meta import learned_tensors, save_meta_init
+    from trainers.gram.regulator import GradientRegulator
+
+    def seeded_trainer(*argv):
+        set_random_seed(1)  # as train.py does: the same data order and crops for every run
+        return make_trainer(run_args(*argv))
+
+    arch = tmp_path / "coop_tiny.json"
+    PromptArchitecture((0, 0, 0), (1, 0), candidates=(0, 1), text_groups=context_group(4)).save(arch)
+    base = ["TRAINER.DPL.ARCH_FILE", str(arch), "TRAINER.DPL.TEXT_TEMPLATES", "['{}.']"]
+    plain = seeded_trainer("DPL", tmp_path / "plain", data_root, tiny_checkpoint, *base)
+    start = {n: p.detach().clone() for n, p in learned_tensors(plain.model).items()}
+    meta = tmp_path / "gram.pt"
+    save_meta_init(meta, start, GradientRegulator({n: tuple(p.shape) for n, p in start.items()}), {"note": "identity"})
+    plain.train()
+
+    gram = seeded_trainer("DPL", tmp_path / "gram", data_root, tiny_checkpoint, *base, "TRAINER.DPL.GRAM_FILE", str(meta))
+    assert gram.gradient_regulator is not None
+    gram.train()
+    for name, param in learned_tensors(gram.model).items():
+        assert torch.equal(param, learned_tensors(plain.model)[name]), name
+    assert not torch.equal(learned_tensors(gram.model)["text_tokens.tokens.0"], start["text_tokens.tokens.0"]), "it trained"
+    record = json.loads((tmp_path / "gram" / "run.json").read_text())
+    assert len(record["gram_sha256"]) == 64 and "gram_sha256" not in json.loads((tmp_path / "plain" / "run.json").read_text())
+
+    # a regulator that halves every gradient changes the run; a file for other prompts is refused
+    halving = GradientRegulator({n: tuple(p.shape) for n, p in start.items()})
+    with torch.no_grad():
+        for p in halving.parameters():
+            p.fill_(0.5)
+    save_meta_init(meta, start, halving, {})
+    halved = seeded_trainer("DPL", tmp_path / "halved", data_root, tiny_checkpoint, *base, "TRAINER.DPL.GRAM_FILE", str(meta))
+    halved.train()
+    assert not torch.equal(learned_tensors(halved.model)["text_tokens.tokens.0"], learned_tensors(plain.model)["text_tokens.tokens.0"])
+    other = tmp_path / "other.json"
+    PromptArchitecture((0, 0, 0), (0, 0), candidates=(0,), text_groups=context_group(8)).save(other)
+    with pytest.raises(ConfigError, match=r"GRAM_FILE: .*other prompts than this model's: .*file \(4, 192\), model \(8, 192\)"):
+        make_trainer(run_args("DPL", tmp_path / "x", data_root, tiny_checkpoint, "TRAINER.DPL.ARCH_FILE", str(other),
+                              "TRAINER.DPL.GRAM_FILE", str(meta)))  # fmt: skip

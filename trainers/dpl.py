@@ -8,6 +8,8 @@ groups), or from explicit per-block key/value prompt lengths (``TRAINER.DPL.TEXT
 
 from __future__ import annotations
 
+import os
+
 import torch
 import torch.nn.functional as F
 from dassl.engine import TRAINER_REGISTRY
@@ -17,6 +19,8 @@ from trainers.dpl_common import DPLTrainerBase
 from trainers.dpl_core.architecture import PromptArchitecture
 from trainers.dpl_core.config import ConfigError
 from trainers.dpl_core.prompted_clip import PromptedCLIP, tower_depths
+from trainers.dpl_core.run_folder import sha256_file
+from trainers.gram.meta import MetaInitError, apply_meta_init, load_meta_init
 
 
 def architecture_from_cfg(cfg) -> PromptArchitecture:
@@ -42,6 +46,17 @@ class DPL(DPLTrainerBase):
     @classmethod
     def record_architecture(cls, cfg) -> dict:
         return architecture_from_cfg(cfg).to_dict()
+
+    @classmethod
+    def run_record(cls, cfg, evaluates=None) -> dict:
+        """The base record, plus the SHA-256 of the GRAM meta-initialisation when one is used."""
+        record = super().run_record(cfg, evaluates)
+        path = cfg.TRAINER.DPL.GRAM_FILE
+        if path:
+            if not os.path.isfile(path):
+                raise ConfigError(f"TRAINER.DPL.GRAM_FILE: {path} not found (expected a file written by GRAM meta-training)")
+            record["gram_sha256"] = sha256_file(path)
+        return record
 
     def check_cfg(self, cfg) -> None:
         super().check_cfg(cfg)
@@ -74,9 +89,22 @@ class DPL(DPLTrainerBase):
         except ValueError as error:  # e.g. init words shorter than their group
             raise ConfigError(f"{source}: {error}") from None
         self.setup_model(model)
+        if cfg.TRAINER.DPL.GRAM_FILE:
+            self.use_meta_init(cfg.TRAINER.DPL.GRAM_FILE)
         self.teacher_text_features = None
         if cfg.TRAINER.DPL.KD_WEIGHT > 0:
             self.build_teacher(clip_model)
+
+    def use_meta_init(self, path: str) -> None:
+        """Start the prompts from a GRAM meta-initialisation and regulate every prompt gradient
+        with its frozen regulator (a resumed run then loads its checkpoint over the start)."""
+        try:
+            meta = load_meta_init(path)
+            self.regulated_tensors = apply_meta_init(self.model, meta)
+        except MetaInitError as error:
+            raise ConfigError(f"TRAINER.DPL.GRAM_FILE: {error}") from None
+        self.gradient_regulator = meta.regulator.to(self.device)
+        print(f"GRAM: prompts start from {path}; their gradients pass its {meta.regulator.form} regulator")
 
     def build_teacher(self, clip_model: torch.nn.Module) -> None:
         """Zero-shot CLIP (the same frozen weights without prompts) and its class features."""

@@ -317,6 +317,7 @@ class DPLTrainerBase(TrainerX):
         """Place the model, build the classes' text input, pick the class chunk size, and register the
         prompts of both towers as ``prompt_learner`` with Dassl's optimizer and our schedule."""
         self.model = model.to(self.device)
+        self.gradient_regulator = None  # GRAM's frozen regulator of the prompt gradients (DPL, GRAM_FILE)
         prompts = nn.ModuleDict({"text": model.text_prompts, "image": model.image_prompts})
         if model.text_tokens.groups or model.image_tokens.groups:  # absent otherwise: DPL's checkpoints keep their keys
             prompts.update({"text_tokens": model.text_tokens, "image_tokens": model.image_tokens})
@@ -371,12 +372,18 @@ class DPLTrainerBase(TrainerX):
         self.model_zero_grad(name)
         params = [p for p in self._models[name].parameters() if p.requires_grad]
         optim = self._optims[name]
+        regulate = self.gradient_regulator is not None and name == "prompt_learner"
         if self.scaler is not None:
             self.scaler.scale(loss).backward(inputs=params)
+            if regulate:  # the regulator sees true gradients: unscale first (step() then skips it)
+                self.scaler.unscale_(optim)
+                self.gradient_regulator.apply_to_grads(self.regulated_tensors)
             self.scaler.step(optim)
             self.scaler.update()
         else:
             loss.backward(inputs=params)
+            if regulate:
+                self.gradient_regulator.apply_to_grads(self.regulated_tensors)
             optim.step()
 
     def parse_batch_train(self, batch: dict) -> tuple[Tensor, Tensor]:

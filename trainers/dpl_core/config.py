@@ -36,6 +36,7 @@ def _dpl_node() -> CN:
     node.ARCH_FILE = ""  # training stage: arch.json written by DPLSearch (or use the two lists below)
     node.TEXT_LENGTHS = []  # training stage: prompt length per text block, instead of ARCH_FILE
     node.IMAGE_LENGTHS = []  # training stage: prompt length per image block, instead of ARCH_FILE
+    node.GRAM_FILE = ""  # training stage: GRAM meta-initialisation (prompts + frozen gradient regulator); "" = off
     node.COUPLING_INIT = "copies"  # coupled token maps of blocks >= 1 start as copies of one map (MaPLe) | independent
     node.KD_WEIGHT = 0.0  # weight of distillation towards zero-shot CLIP; 0 = off (teacher never runs)
     node.KD_TEMPERATURE = 1.0  # softmax temperature of that distillation
@@ -125,6 +126,7 @@ def validate(cfg: CN) -> None:
         lengths = list(dpl[key])
         expect(all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in lengths),
                f"TRAINER.DPL.{key}", "a list of integers >= 0", lengths)  # fmt: skip
+    expect(isinstance(dpl.GRAM_FILE, str), "TRAINER.DPL.GRAM_FILE", "a path or \"\"", dpl.GRAM_FILE)
     expect(dpl.COUPLING_INIT in COUPLING_INITS, "TRAINER.DPL.COUPLING_INIT", f"one of {COUPLING_INITS}", dpl.COUPLING_INIT)
     expect(_is_number(dpl.KD_WEIGHT) and dpl.KD_WEIGHT >= 0, "TRAINER.DPL.KD_WEIGHT", ">= 0", dpl.KD_WEIGHT)
     expect(_is_number(dpl.KD_TEMPERATURE) and dpl.KD_TEMPERATURE > 0, "TRAINER.DPL.KD_TEMPERATURE", "> 0", dpl.KD_TEMPERATURE)
