@@ -5,7 +5,7 @@
 #                                 [--fix-dassl-warmup | --unfix-dassl-warmup]
 #
 # Copies into the checkout (run this script from the DPL repository, never from the host):
-#   trainers/dpl_core/, trainers/dpl_common.py, trainers/dpl_search.py, trainers/dpl.py
+#   trainers/dpl_core/, trainers/gram/, trainers/dpl_common.py, trainers/dpl_search.py, trainers/dpl.py
 #   configs/trainers/DPLSearch/, configs/trainers/DPL/, configs/architectures/ (the presets' arch.json files)
 #   scripts/dpl/ (launchers) plus scripts/parse_results.py, scripts/plot_search.py and
 #   scripts/plot_tokens.py into scripts/dpl/ (the host's scripts stay)
@@ -255,6 +255,7 @@ plan_tree() {  # plan every regular file below SOURCE_DIR into DESTINATION_DIR, 
 }
 
 plan_tree trainers/dpl_core trainers/dpl_core
+plan_tree trainers/gram trainers/gram
 plan trainers/dpl_common.py trainers/dpl_common.py
 plan trainers/dpl_search.py trainers/dpl_search.py
 plan trainers/dpl.py trainers/dpl.py

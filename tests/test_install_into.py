@@ -43,7 +43,8 @@ SHIPPED = {
     "scripts/plot_tokens.py": "scripts/dpl/plot_tokens.py",
     **{
         str(p.relative_to(REPO)): str(p.relative_to(REPO))
-        for folder in ("trainers/dpl_core", "configs/trainers/DPLSearch", "configs/trainers/DPL", "configs/architectures", "scripts/dpl")
+        for folder in ("trainers/dpl_core", "trainers/gram", "configs/trainers/DPLSearch", "configs/trainers/DPL",
+                       "configs/architectures", "scripts/dpl")
         for p in sorted((REPO / folder).rglob("*"))
         if p.is_file() and "__pycache__" not in p.parts and not p.name.startswith(".")
     },
@@ -246,7 +247,8 @@ def test_install_copies_our_files_and_adds_one_import_line(checkout):
     for path, digest in listed.items():
         assert hashlib.sha256((checkout / path).read_bytes()).hexdigest() == digest, path
     folders = {line.split("\t")[1] for line in manifest if line.startswith("dir\t")}
-    assert {"trainers/dpl_core", "configs/trainers/DPLSearch", "configs/trainers/DPL", "configs/architectures", "scripts/dpl"} <= folders
+    assert {"trainers/dpl_core", "trainers/gram", "configs/trainers/DPLSearch", "configs/trainers/DPL", "configs/architectures",
+            "scripts/dpl"} <= folders
     assert not folders & {"trainers", "configs", "configs/trainers", "scripts", "datasets"}, "host folders are not ours"
 
 
