@@ -1,0 +1,1 @@
+"""GRAM (gradient-regulated meta-prompt learning): meta-training data, regulator and meta-step."""
