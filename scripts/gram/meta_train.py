@@ -41,7 +41,7 @@ from trainers.dpl_core.run_folder import read_json, sha256_file, write_json  # n
 import clip  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
-from torch import Tensor, nn  # noqa: E402
+from torch import Tensor  # noqa: E402
 
 from datasets.image_captions import ManifestError, read_image_captions  # noqa: E402
 from trainers.dpl_core.architecture import ArchitectureError, PromptArchitecture  # noqa: E402
@@ -49,7 +49,7 @@ from trainers.dpl_core.clip_loader import CLIPLoadError, load_clip, resolve_chec
 from trainers.dpl_core.prompted_clip import PromptedCLIP, tower_depths, truncate_tokens  # noqa: E402
 from trainers.gram.features import FeatureCacheError, clip_preprocess, index_sha256, load_features  # noqa: E402
 from trainers.gram.hierarchy import Hierarchy, HierarchyError, TaskSampler  # noqa: E402
-from trainers.gram.meta import learned_tensors, meta_loss, save_meta_init  # noqa: E402
+from trainers.gram.meta import learned_tensors, meta_inputs, meta_loss, save_meta_init  # noqa: E402
 from trainers.gram.regulator import FORMS, GradientRegulator  # noqa: E402
 
 logger = logging.getLogger("gram.meta_train")
@@ -60,18 +60,6 @@ NOT_RECORDED = ("output", "device", "checkpoint_every", "val_every", "log_level"
 
 class MetaTrainError(ValueError):
     """Settings or inputs meta-training cannot run with; one line."""
-
-
-class CaptionHead(nn.Module):
-    """Logits of cached image features against captions encoded with the prompts (an
-    architecture without image prompts: the image tower is frozen CLIP's)."""
-
-    def __init__(self, model: PromptedCLIP) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, image_features: Tensor, captions: Tensor) -> Tensor:
-        return self.model.logits(image_features, self.model.encode_text(captions))
 
 
 class TaskData:
@@ -170,8 +158,7 @@ def meta_train(args: argparse.Namespace, on_step: Callable[[int], None] | None =
         val_topics = {hierarchy.leaves[i].topic for i in hierarchy.split("val")}
         far = args.far_share if len(val_topics) > 1 else 0.0  # one held-out topic: its tasks can only be near
         val_tasks = TaskSampler(hierarchy, args.support, args.query, far, args.seed + 1, "val")
-    head = model if uses_images else CaptionHead(model)
-    prefix = "" if uses_images else "model."
+    head, params, regulated = meta_inputs(model, theta, regulator, cached_image_features=not uses_images)
     optim_theta = torch.optim.Adam(theta.values(), lr=args.lr)
     optim_phi = torch.optim.Adam(regulator.parameters(), lr=args.regulator_lr)
     schedules = [torch.optim.lr_scheduler.LambdaLR(o, lambda s: cosine(s, args.steps)) for o in (optim_theta, optim_phi)]
@@ -196,9 +183,8 @@ def meta_train(args: argparse.Namespace, on_step: Callable[[int], None] | None =
 
     def task_loss(sampler: TaskSampler, k: int):
         support, query = sampler.task(k)
-        params = {prefix + n: p for n, p in theta.items()}
-        return meta_loss(head, params, _Renamed(regulator, prefix), data(support), data(query), args.inner_lr,
-                         args.second_order, args.support_weight)  # fmt: skip
+        return meta_loss(head, params, regulated, data(support), data(query), args.inner_lr, args.second_order,
+                         args.support_weight)  # fmt: skip
 
     for step in range(start, args.steps):
         optim_theta.zero_grad()
@@ -238,16 +224,6 @@ def meta_train(args: argparse.Namespace, on_step: Callable[[int], None] | None =
     save_meta_init(folder / OUTPUT, theta, regulator, config)
     logger.info("Wrote %s", folder / OUTPUT)
     return folder / OUTPUT
-
-
-class _Renamed:
-    """The regulator seen under the names the head's parameters carry (``model.`` prefix)."""
-
-    def __init__(self, regulator: GradientRegulator, prefix: str) -> None:
-        self.regulator, self.prefix = regulator, prefix
-
-    def regulate(self, name: str, grad: Tensor) -> Tensor:
-        return self.regulator.regulate(name[len(self.prefix) :], grad)
 
 
 def build_parser() -> argparse.ArgumentParser:

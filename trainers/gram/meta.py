@@ -69,6 +69,38 @@ def twice_differentiable_attention() -> contextlib.AbstractContextManager:
     return sdpa_kernel([SDPBackend.MATH])
 
 
+class CaptionHead(nn.Module):
+    """Logits of cached image features against captions encoded with the prompts: for prompts
+    that leave the image tower alone, whose features are then frozen CLIP's, computed once."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, image_features: Tensor, captions: Tensor) -> Tensor:
+        return self.model.logits(image_features, self.model.encode_text(captions))
+
+
+class _PrefixedRegulator:
+    """A regulator seen under the names a wrapping module gives its parameters."""
+
+    def __init__(self, regulator: GradientRegulator, prefix: str) -> None:
+        self.regulator, self.prefix = regulator, prefix
+
+    def regulate(self, name: str, grad: Tensor) -> Tensor:
+        return self.regulator.regulate(name[len(self.prefix) :], grad)
+
+
+def meta_inputs(
+    model: nn.Module, theta: Mapping[str, Tensor], regulator: GradientRegulator, cached_image_features: bool
+) -> tuple[nn.Module, dict[str, Tensor], Any]:
+    """``(head, params, regulator)`` for :func:`meta_loss`: the model itself, or with
+    ``cached_image_features`` a :class:`CaptionHead` around it (its parameter names prefixed)."""
+    if not cached_image_features:
+        return model, dict(theta), regulator
+    return CaptionHead(model), {"model." + n: t for n, t in theta.items()}, _PrefixedRegulator(regulator, "model.")
+
+
 @dataclass
 class MetaLoss:
     """The meta-objective of one task and its parts (detached, for logging)."""
@@ -81,7 +113,7 @@ class MetaLoss:
 def meta_loss(
     model: nn.Module,
     theta: Mapping[str, Tensor],
-    regulator: GradientRegulator,
+    regulator: GradientRegulator | Any,
     support: tuple[Tensor, Tensor],
     query: tuple[Tensor, Tensor],
     inner_lr: float,
@@ -92,7 +124,9 @@ def meta_loss(
 
     Args:
         theta: the prompt tensors being meta-learned, by parameter name.
-        support, query: ``(images [n, 3, H, W], captions [n, L])``.
+        support, query: ``(images [n, 3, H, W], captions [n, L])`` (with a
+            :class:`CaptionHead`, image features ``[n, D]`` in place of the images).
+        regulator: anything with ``regulate(name, grad)`` (see :func:`meta_inputs`).
     """
     names = list(theta)
     with twice_differentiable_attention() if second_order else contextlib.nullcontext():
