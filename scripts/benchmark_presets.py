@@ -192,8 +192,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     for preset in args.presets:
         for classes in args.classes:
             stages = [s for s in args.stages if s != "train" or classes <= args.train_classes_max]
-            rows += measure(preset, classes, stages, args, device)
-            print(tabulate([rows[-1]], headers="keys", floatfmt=".3g"), flush=True)
+            measured = measure(preset, classes, stages, args, device)
+            rows += measured
+            print(tabulate(measured, headers="keys", floatfmt=".3g"), flush=True)
     print(f"\nViT-B/16 dimensions, random weights, fp32, {device}, {args.threads} threads; "
           f"train step = {args.batch} images fwd+bwd; evaluation pass = {args.eval_images} images in batches of {args.eval_batch}")  # fmt: skip
     print(tabulate(rows, headers="keys", floatfmt=".3g"))
