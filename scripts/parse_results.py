@@ -22,6 +22,11 @@ A baseline the DPL engine runs as a preset (a DPL config named for the method, e
 ``DPL/maple_2ctx_depth9_ep5_batch4``) is named in the tables by what it runs and where, e.g.
 ``MaPLe 2ctx depth 9 (DPL engine, DPL/maple_2ctx_depth9_ep5_batch4)``, beside a host checkout's
 own ``MaPLe/...`` runs, which keep their names; ``--methods`` and ``--reference`` take the method.
+A DPL method whose config part ends in ``+gram`` (the launchers' folders with DPL_GRAM_FILE) is
+that method trained from a GRAM meta-initialisation: it is named ``<X's name> + GRAM``, e.g.
+``CoOp 16ctx + GRAM (DPL engine, DPL/coop_16ctx_vit_b16_ep50+gram)`` or
+``DPL/vit_b16_ep40_batch4 + GRAM``, follows X's recipe and sorts right after X ('+' sorts before
+letters, digits and '_').
 A DPL method's recipe (``paper`` or ``reference`` when its config is named for one, e.g.
 ``DPL/vit_b16_paper_ep40_batch4``, ``original`` for a baseline preset, else ``ours``) is shown in
 a Recipe column once a shown method follows a named recipe, and is in every JSON and CSV row, as
@@ -323,6 +328,18 @@ ENGINE_PRESETS = (("coop", "CoOp"), ("vpt_deep", "VPT-deep"), ("vpt", "VPT"), ("
                   ("mpl", "MPL"))  # fmt: skip
 # The first word of a preset's name that names the backbone or the schedule, not the prompts.
 SCHEDULE_WORD = re.compile(r"^(vit|rn\d+|ep\d+|batch\d+)$")
+# What the config part of a GRAM run's folder name ends with (scripts/dpl/common.sh's DPL_GRAM_TAG,
+# given by the launchers with DPL_GRAM_FILE); they refuse DPL configs that end with it.
+GRAM_SUFFIX = "+gram"
+
+
+def without_gram(method: str) -> tuple[str, bool]:
+    """``(X, True)`` for ``X`` trained with GRAM (``DPL/<cfg>+gram[/...]``), else ``(method, False)``."""
+    trainer, _, rest = method.partition("/")
+    cfg, sep, variant = rest.partition("/")
+    if trainer != "DPL" or not cfg.endswith(GRAM_SUFFIX) or cfg == GRAM_SUFFIX:
+        return method, False
+    return f"{trainer}/{cfg.removesuffix(GRAM_SUFFIX)}{sep}{variant}", True
 
 
 def engine_preset(method: str) -> str | None:
@@ -340,20 +357,24 @@ def engine_preset(method: str) -> str | None:
 
 
 def method_label(method: str) -> str:
-    """A method as the tables name it: the method, after what it runs for an engine preset."""
-    preset = engine_preset(method)
-    return method if preset is None else f"{preset} (DPL engine, {method})"
+    """A method as the tables name it: the method, after what it runs for an engine preset;
+    with `` + GRAM`` after X's name for X trained with GRAM."""
+    base, gram = without_gram(method)
+    preset = engine_preset(base)
+    name = (base if preset is None else preset) + (" + GRAM" if gram else "")
+    return name if preset is None else f"{name} (DPL engine, {method})"
 
 
 def recipe_of(method: str) -> str:
     """The recipe of a method: ``paper`` or ``reference`` for a DPL config named for one,
     ``original`` for an engine preset (the original method's schedule, which its config cites),
     ``ours`` for any other DPL config (this repository's defaults or your own), ``""`` for other
-    trainers."""
-    trainer, _, rest = method.partition("/")
+    trainers. X + GRAM follows X's."""
+    base = without_gram(method)[0]
+    trainer, _, rest = base.partition("/")
     if trainer != "DPL":
         return ""
-    if engine_preset(method) is not None:
+    if engine_preset(base) is not None:
         return "original"
     words = rest.split("/", 1)[0].split("_")
     return next((recipe for recipe in RECIPES if recipe in words), "ours")

@@ -35,7 +35,8 @@ def launch(script: str, *args: str, env: dict[str, str | None], cwd: Path, scrip
     A ``None`` value removes the variable. PYTHON defaults to this interpreter, so the
     launchers see the same packages (and the Dassl double that conftest puts on PYTHONPATH).
     """
-    full = {**os.environ, "PYTHON": sys.executable}
+    # An exported DPL_GRAM_FILE would rename every DPL folder: only a test that means it gives one.
+    full = {key: value for key, value in os.environ.items() if key != "DPL_GRAM_FILE"} | {"PYTHON": sys.executable}
     for key, value in env.items():
         if value is None:
             full.pop(key, None)
@@ -92,6 +93,13 @@ def launch(script: str, *args: str, env: dict[str, str | None], cwd: Path, scrip
         ("manual.sh", ["eurosat", "1", "vit_b16_ep40_batch4"], {}, "'vit_b16_ep40_batch4' is not a preset: .* needs a search"),
         ("manual.sh", ["eurosat", "1", "coop"], {},
          r"unknown preset 'coop'.*known presets: ivlp_2ctx_depth9 .*coop_16ctx_vit_b16_ep50 .*maple_2ctx_depth9_ep5_batch4"),
+        ("few_shot.sh", ["eurosat", "1"], {"DPL_GRAM_FILE": "/no/such/gram_meta_init.pt"},
+         "^error: DPL_GRAM_FILE=/no/such/gram_meta_init.pt is not a file: point it at the gram_meta_init.pt"),
+        ("cross_dataset.sh", ["1"], {"DPL_GRAM_FILE": "/no/such/gram_meta_init.pt"}, "DPL_GRAM_FILE=/no/such/gram_meta_init.pt is not a file"),
+        ("few_shot.sh", ["eurosat", "1", "--", "TRAINER.DPL.GRAM_FILE", "g.pt"], {}, "give the GRAM file as DPL_GRAM_FILE=PATH"),
+        ("base2new.sh", ["eurosat", "1", "16", "-", "coop_16ctx_vit_b16_ep50+gram"], {},
+         r"'coop_16ctx_vit_b16_ep50\+gram' ends in '\+gram', which marks the folders of GRAM runs"),
+        ("manual.sh", ["eurosat", "1", "coop_16ctx_vit_b16_ep50+gram"], {}, r"ends in '\+gram'"),
     ],
 )  # fmt: skip
 def test_bad_arguments_and_data_fail_early_with_a_clear_message(tmp_path, script, args, env, message):
@@ -278,6 +286,94 @@ def test_presets_run_without_a_search_in_every_protocol_into_the_folders_parse_r
     assert rows[("base2new", "dtd", f"DPL/{maple}", "new")] == f"MaPLe 2ctx depth 9 (DPL engine, DPL/{maple})"
     for dataset in ("imagenet (source)", "dtd", "eurosat"):
         assert rows[("crossdataset", dataset, f"DPL/{cross}", "accuracy")] == f"MaPLe 2ctx depth 3 (DPL engine, DPL/{cross})"
+
+
+def gram_twin(argv: list[str], gram: str) -> list[str]:
+    """What a DPL call of the launchers becomes with DPL_GRAM_FILE=gram: its folder and the training
+    folder it evaluates get '+gram' after the config, and the GRAM pair comes right before the
+    overrides (the call's last two words). A search call stays as it is."""
+    if argv[argv.index("--trainer") + 1] == "DPLSearch":
+        return argv
+    renamed = [re.sub(r"/DPL/([^/]+?)(_\d+shots)?/", r"/DPL/\1+gram\2/", word) for word in argv]
+    return [*renamed[:-2], "TRAINER.DPL.GRAM_FILE", gram, *renamed[-2:]]
+
+
+def test_dpl_gram_file_runs_x_plus_gram_beside_x_in_every_launcher(tmp_path, checkout):
+    calls = tmp_path / "calls.jsonl"
+    gram = tmp_path / "gram" / "gram_meta_init.pt"
+    gram.parent.mkdir()
+    gram.write_bytes(b"a meta-initialisation")
+    # DPL_GRAM_FILE relative to the caller's directory, as DATA.
+    env = {"DATA": "../data", "FAKE_CALLS": str(calls), "DPL_OUTPUT": None}
+    cwd, scripts = tmp_path / "elsewhere", checkout / "scripts" / "dpl"
+
+    def run(script, *args, **extra):
+        before = len(recorded_calls(calls))
+        result = launch(script, *args, "--", "OPTIM.MAX_EPOCH", "3", env={**env, **extra}, cwd=cwd, scripts=scripts)
+        return result, [c["argv"] for c in recorded_calls(calls)[before:]]
+
+    def plain_then_gram(script, *args, **extra):
+        _, plain = run(script, *args, **extra)
+        result, with_gram = run(script, *args, DPL_GRAM_FILE="../gram/gram_meta_init.pt", **extra)
+        assert with_gram == [gram_twin(argv, str(gram)) for argv in plain]
+        return plain, with_gram, result.stdout
+
+    coop, maple, cross = "coop_16ctx_vit_b16_ep50", "maple_2ctx_depth9_ep5_batch4", "maple_2ctx_depth3_ep2_batch4_cross"
+    # A preset: its training alone, into <cfg>+gram_<K>shots; manual.sh makes the same call.
+    _, with_gram, _ = plain_then_gram("few_shot.sh", "eurosat", "1", "4", "-", coop)
+    assert [argv[1] for argv in with_gram] == [f"output/eurosat/DPL/{coop}+gram_4shots/seed1"]
+    assert with_gram[0][-4:] == ["TRAINER.DPL.GRAM_FILE", str(gram), "OPTIM.MAX_EPOCH", "3"]
+    result, again = run("manual.sh", "eurosat", "1", coop, "4", DPL_GRAM_FILE=str(gram))
+    assert again == with_gram and "[skip]" in result.stdout
+    _, loop = run("few_shot_all.sh", "1", "4", "-", coop, DPL_DATASETS="dtd", DPL_GRAM_FILE=str(gram))
+    assert [argv[1] for argv in loop] == [f"output/dtd/DPL/{coop}+gram_4shots/seed1"]
+    assert loop[0][-4:-2] == ["TRAINER.DPL.GRAM_FILE", str(gram)]
+
+    # A searched run + GRAM trains the plain run's architecture, from its search folder (skipped).
+    plain, with_gram, stdout = plain_then_gram("few_shot.sh", "eurosat", "1", "4")
+    assert with_gram[0] == plain[0] and "[skip] search" in stdout
+    assert with_gram[1][1] == "output/eurosat/DPL/vit_b16_ep40_batch4+gram_4shots/seed1"
+    assert with_gram[1][with_gram[1].index("TRAINER.DPL.ARCH_FILE") + 1] == f"{plain[0][1]}/arch.json"
+
+    # Base-to-new: training and both evaluations in +gram folders; the evaluations read the +gram training.
+    _, with_gram, _ = plain_then_gram("base2new.sh", "dtd", "2", "16", "-", maple, DPL_TEST_BASE="1")
+    trained = f"output/base2new/train_base/dtd/shots_16/DPL/{maple}+gram/seed2"
+    assert [argv[1] for argv in with_gram] == [trained, *(f"output/base2new/test_{split}/dtd/shots_16/DPL/{maple}+gram/seed2"
+                                                          for split in ("base", "new"))]  # fmt: skip
+    assert all(argv[argv.index("--model-dir") + 1] == trained for argv in with_gram[1:])
+    _, with_gram, stdout = plain_then_gram("base2new.sh", "dtd", "2")
+    assert "[skip] search" in stdout and "DPLSearch/vit_b16_ep20_batch4_b2n/seed2" in with_gram[0][1]
+    assert with_gram[2][1] == "output/base2new/test_new/dtd/shots_16/DPL/vit_b16_ep10_batch4_b2n+gram/seed2"
+
+    # Cross-dataset: the source training and every target's evaluation.
+    _, with_gram, _ = plain_then_gram("cross_dataset.sh", "1", "16", "-", cross, DPL_TARGET_DATASETS="dtd eurosat")
+    source = f"output/imagenet/DPL/{cross}+gram_16shots/seed1"
+    assert [argv[1] for argv in with_gram] == [source, *(f"output/evaluation/DPL/{cross}+gram_16shots/{t}/seed1"
+                                                         for t in ("dtd", "eurosat"))]  # fmt: skip
+    assert all(argv[argv.index("--model-dir") + 1] == source for argv in with_gram[1:])
+
+    # The tables read X + GRAM as a method of its own, beside X.
+    report = tmp_path / "results.json"
+    subprocess.run([sys.executable, str(REPO / "scripts" / "parse_results.py"), str(checkout / "output"), "--json",
+                    str(report)], check=True, capture_output=True, text=True)  # fmt: skip
+    rows = {(r["setting"], r["dataset"], r["method"], r["metric"]): r["label"] for r in json.loads(report.read_text())["rows"]}
+    assert rows[("fewshot", "eurosat", f"DPL/{coop}+gram", "accuracy")] == f"CoOp 16ctx + GRAM (DPL engine, DPL/{coop}+gram)"
+    assert rows[("fewshot", "eurosat", f"DPL/{coop}", "accuracy")] == f"CoOp 16ctx (DPL engine, DPL/{coop})"
+    assert rows[("fewshot", "eurosat", "DPL/vit_b16_ep40_batch4+gram", "accuracy")] == "DPL/vit_b16_ep40_batch4 + GRAM"
+    assert rows[("base2new", "dtd", f"DPL/{maple}+gram", "new")] == f"MaPLe 2ctx depth 9 + GRAM (DPL engine, DPL/{maple}+gram)"
+    assert rows[("crossdataset", "dtd", f"DPL/{cross}+gram", "accuracy")].startswith("MaPLe 2ctx depth 3 + GRAM (DPL engine")
+
+
+def test_a_missing_gram_file_is_one_error_line_before_any_run(tmp_path, checkout):
+    calls = tmp_path / "calls.jsonl"
+    env = {"DATA": str(tmp_path / "data"), "FAKE_CALLS": str(calls), "DPL_OUTPUT": None, "DPL_GRAM_FILE": "gram.pt"}
+    for script, args in (("few_shot_all.sh", ["1", "4", "-", "coop_16ctx_vit_b16_ep50"]), ("base2new.sh", ["dtd", "1"]),
+                         ("manual.sh", ["dtd", "1", "ivlp_2ctx_depth9"])):  # fmt: skip
+        result = launch(script, *args, env=env, cwd=tmp_path, scripts=checkout / "scripts" / "dpl", check=False)
+        assert result.returncode == 2 and result.stderr.splitlines() == [
+            (f"error: DPL_GRAM_FILE={tmp_path}/gram.pt is not a file: point it at the gram_meta_init.pt that "
+             "scripts/gram/meta_train.py wrote for this prompt configuration")]  # fmt: skip
+    assert not calls.exists() and not (checkout / "output").exists()
 
 
 def test_recipes_are_launched_by_config_name_into_folders_of_their_own(tmp_path, checkout):

@@ -603,3 +603,47 @@ def test_command_line_run_without_dassl_or_torch(tmp_path):
     done = subprocess.run([sys.executable, "-c", check, str(SCRIPT.parent)], capture_output=True, text=True,
                           check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_x_and_x_plus_gram_are_rows_of_their_own_in_one_table_with_x_recipe(tmp_path, capsys):
+    """The launchers' '+gram' folders (DPL_GRAM_FILE) read as "X + GRAM" beside X, in few-shot and base-to-new."""
+    root = tmp_path / "output"
+    coop, paper = "coop_16ctx_vit_b16_ep50", "vit_b16_paper_ep40_batch4"
+    accs = {coop: [60.0, 62.0], f"{coop}+gram": [66.0, 70.0], paper: [70.0, 72.0], f"{paper}+gram": [73.0, 77.0]}
+    for cfg, values in accs.items():
+        for seed, acc in enumerate(values, start=1):
+            write_train_log(fewshot_dir(root, "eurosat", "DPL", cfg, seed), acc)
+            write_train_log(b2n_dir(root, "train_base", "eurosat", "DPL", cfg, seed), acc + 10)
+            write_eval_log(b2n_dir(root, "test_new", "eurosat", "DPL", cfg, seed), acc - 10)
+    data, out = run([str(root), "--reference", f"DPL/{coop}"], tmp_path, capsys)
+    labels = {f"DPL/{coop}": f"CoOp 16ctx (DPL engine, DPL/{coop})",
+              f"DPL/{coop}+gram": f"CoOp 16ctx + GRAM (DPL engine, DPL/{coop}+gram)",
+              f"DPL/{paper}": f"DPL/{paper}", f"DPL/{paper}+gram": f"DPL/{paper} + GRAM"}  # fmt: skip
+    recipes = {f"DPL/{coop}": "original", f"DPL/{coop}+gram": "original", f"DPL/{paper}": "paper", f"DPL/{paper}+gram": "paper"}
+    # Means over seeds 1 2: coop 61, coop + GRAM 68, paper 71, paper + GRAM 75 (base +10, new -10).
+    means = {f"DPL/{coop}": 61.0, f"DPL/{coop}+gram": 68.0, f"DPL/{paper}": 71.0, f"DPL/{paper}+gram": 75.0}
+    for method, mean in means.items():
+        few = row(data, "eurosat", method, setting="fewshot")
+        assert (few["label"], few["recipe"], few["n_seeds"]) == (labels[method], recipes[method], 2)
+        assert few["mean"] == pytest.approx(mean) and few["delta"] == pytest.approx(mean - 61.0)
+        assert row(data, "eurosat", method, "base")["mean"] == pytest.approx(mean + 10)
+        assert row(data, "eurosat", method, "new")["mean"] == pytest.approx(mean - 10)
+        assert row(data, "eurosat", method, "hm")["label"] == labels[method]
+    # One row each, X + GRAM right after X, in both tables (std of 2 seeds: |a - b| / sqrt(2)).
+    def eurosat_rows(table: str) -> list[list[str]]:
+        lines = table[table.index("| eurosat") : table.index("| Average")].splitlines()
+        return [[cell.strip() for cell in line.strip("|").split("|")][1:] for line in lines]
+
+    fewshot, base2new = out.split("Base-to-new")
+    spreads = {f"DPL/{coop}": "1.41", f"DPL/{coop}+gram": "2.83", f"DPL/{paper}": "1.41", f"DPL/{paper}+gram": "2.83"}
+    assert [r[:3] for r in eurosat_rows(fewshot)] == [
+        [labels[m], recipes[m], f"{means[m]:.2f} ± {spreads[m]}"] for m in labels]
+    assert [r[:4] for r in eurosat_rows(base2new)] == [
+        [labels[m], recipes[m], f"{means[m] + 10:.2f} ± {spreads[m]}", f"{means[m] - 10:.2f} ± {spreads[m]}"]
+        for m in labels]  # fmt: skip
+
+    # --reference names X + GRAM as well: the Δ is then against it.
+    data, out = run([str(root), "--reference", f"DPL/{coop}+gram"], tmp_path, capsys)
+    assert f"Δ vs {labels[f'DPL/{coop}+gram']}" in out
+    assert row(data, "eurosat", f"DPL/{coop}", setting="fewshot")["delta"] == pytest.approx(-7.0)
+    assert row(data, "eurosat", f"DPL/{coop}", "new")["delta"] == pytest.approx(-7.0)

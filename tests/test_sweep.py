@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from scripts import parse_results
 from test_launchers import launch, recorded_calls
 from trainers.dpl_core.tiny_clip import write_tiny_checkpoint
 
@@ -42,7 +43,9 @@ sweep = load_sweep()
 
 def run_sweep(*args: str, cwd: Path = REPO, script: Path = SCRIPTS / "sweep.py", env: dict | None = None,
               timeout: float = 600) -> subprocess.CompletedProcess:  # fmt: skip
-    return subprocess.run([sys.executable, str(script), *args], cwd=cwd, env={**os.environ, **(env or {})},
+    # An exported DPL_GRAM_FILE would be every plan's --gram-file: only a test that means it gives one.
+    outer = {key: value for key, value in os.environ.items() if key != "DPL_GRAM_FILE"}
+    return subprocess.run([sys.executable, str(script), *args], cwd=cwd, env={**outer, **(env or {})},
                           capture_output=True, text=True, timeout=timeout)  # fmt: skip
 
 
@@ -100,6 +103,42 @@ def test_plan_runs_are_the_launchers_runs_with_the_same_folders_and_arguments(tm
     runs = sweep.expand("cross-dataset", ["dtd"], [1], [16], ["maple_2ctx_depth3_ep2_batch4_cross"], [], data=data,
                         output="output")  # fmt: skip
     assert [r.kind for r in runs] == ["train", "eval"] and runs[0].deps == [] and runs[1].deps == [runs[0].key]
+    # A preset whose name holds '+' is one config, not SEARCH_CFG+TRAIN_CFG.
+    ivlp = launcher_calls("few_shot.sh", "dtd", "1", "4", "-", "ivlp_2+2ctx_depth12_ep5_batch4", "--", *over)
+    assert planned("few-shot", ["dtd"], [1], [4], ["ivlp_2+2ctx_depth12_ep5_batch4"], over) == ivlp
+
+    # --gram-file: the launchers' runs with DPL_GRAM_FILE, every protocol, searched and preset.
+    gram = tmp_path / "gram_meta_init.pt"
+    gram.write_bytes(b"a meta-initialisation")
+    with_gram = {"DPL_GRAM_FILE": str(gram)}
+    for protocol, script, args, methods, extra in (
+        ("few-shot", "few_shot.sh", ["eurosat", "1", "4"], ["default"], {}),
+        ("few-shot", "few_shot.sh", ["eurosat", "1", "4", "-", "coop_16ctx_vit_b16_ep50"], ["coop_16ctx_vit_b16_ep50"], {}),
+        ("base-to-new", "base2new.sh", ["dtd", "2", "16"], ["default"], {"DPL_TEST_BASE": "1"}),
+        ("base-to-new", "base2new.sh", ["dtd", "2", "16", "-", "maple_2ctx_depth9_ep5_batch4"],
+         ["maple_2ctx_depth9_ep5_batch4"], {"DPL_TEST_BASE": "1"}),
+    ):  # fmt: skip
+        dataset, seed, k = args[:3]
+        runs = launcher_calls(script, *args, "--", *over, **with_gram, **extra)
+        assert planned(protocol, [dataset], [int(seed)], [int(k)], methods, over, test_base=bool(extra),
+                       gram_file=str(gram)) == runs  # fmt: skip
+        trained = [argv for argv in runs if argv[argv.index("--trainer") + 1] == "DPL"]
+        assert trained and all("+gram" in argv[1] and "TRAINER.DPL.GRAM_FILE" in argv for argv in trained)
+    for cfg in ("default", "maple_2ctx_depth3_ep2_batch4_cross"):
+        preset = [] if cfg == "default" else ["16", "-", cfg]
+        runs = launcher_calls("cross_dataset.sh", "1", *preset, "--", *over, DPL_TARGET_DATASETS="dtd eurosat", **with_gram)
+        assert planned("cross-dataset", ["dtd", "eurosat"], [1], [16], [cfg], over, gram_file=str(gram)) == runs
+    manual = launcher_calls("manual.sh", "oxford_pets", "1", "vpt_8ctx_depth12_image", "2", **with_gram)
+    assert planned("few-shot", ["oxford_pets"], [1], [2], ["manual_vpt_8ctx_depth12_image"], [], gram_file=str(gram)) == manual
+
+
+def test_gram_folders_carry_one_suffix_everywhere_that_no_config_ends_with():
+    probe = subprocess.run(["bash", "-c", 'source scripts/dpl/common.sh; printf %s "$DPL_GRAM_TAG"'], cwd=REPO,
+                           capture_output=True, text=True, check=True).stdout  # fmt: skip
+    assert probe == sweep.GRAM_SUFFIX == parse_results.GRAM_SUFFIX == "+gram"
+    for trainer in ("DPL", "DPLSearch"):
+        names = sweep.yaml_names(REPO / "configs" / "trainers" / trainer)
+        assert names and not [n for n in names if n.endswith(sweep.GRAM_SUFFIX)]
 
 
 def test_the_sweep_and_the_launchers_tell_presets_by_the_same_rule():
@@ -125,6 +164,16 @@ def test_dry_run_prints_runs_dependencies_and_folders_and_starts_nothing(tmp_pat
     assert not out.exists()
 
 
+def test_gram_file_defaults_to_dpl_gram_file_read_from_the_callers_directory(tmp_path):
+    (tmp_path / "gram_meta_init.pt").write_bytes(b"a meta-initialisation")
+    out = tmp_path / "out"
+    result = run_sweep("--datasets", "dtd", "--seeds", "1", "--methods", "coop_16ctx_vit_b16_ep50", "--output", str(out),
+                       "--dry-run", cwd=tmp_path, env={"DPL_GRAM_FILE": "gram_meta_init.pt"})  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert f"folder: {out}/dtd/DPL/coop_16ctx_vit_b16_ep50+gram_16shots/seed1" in result.stdout
+    assert f"TRAINER.DPL.GRAM_FILE {tmp_path}/gram_meta_init.pt" in result.stdout
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -147,6 +196,12 @@ def test_dry_run_prints_runs_dependencies_and_folders_and_starts_nothing(tmp_pat
         (["--datasets", "eurosat", "--executor", "slurm", "--gpus", "0"], "error: --gpus and --workers size the local pool"),
         (["--datasets", "eurosat", "--slurm-partition", "gpu"], "error: --slurm-partition needs --executor slurm"),
         (["--datasets", "eurosat", "--executor", "slurm", "--slurm-time", "0"], r"error: --slurm-time: time must be an integer >= 1"),
+        (["--datasets", "eurosat", "--gram-file", "/no/such/gram_meta_init.pt"],
+         "error: --gram-file /no/such/gram_meta_init.pt is not a file: give the gram_meta_init.pt"),
+        (["--datasets", "eurosat", "--methods", "coop_16ctx_vit_b16_ep50+gram"],
+         (r"error: method 'coop_16ctx_vit_b16_ep50\+gram': '\+gram' marks the folders of GRAM runs: give "
+          r"'coop_16ctx_vit_b16_ep50' and --gram-file PATH")),
+        (["--datasets", "eurosat", "--", "TRAINER.DPL.GRAM_FILE", "g.pt"], "error: give the GRAM file as --gram-file PATH"),
     ],
 )
 def test_bad_plans_are_refused_with_one_error_line_before_anything_starts(tmp_path, args, message):

@@ -19,15 +19,17 @@
 #               are those of a TRAIN_CFG named PRESET, without the DPLSearch one
 #   -- KEY VALUE ...  config overrides for every stage, passed to train.py as they are
 #
-# Environment: DATA (required), PYTHON (default python), DPL_OUTPUT (default output), and
-# DPL_TEST_BASE=1 to also evaluate the base classes into test_base/ (MaPLe's layout; the
+# Environment: DATA (required), PYTHON (default python), DPL_OUTPUT (default output),
+# DPL_GRAM_FILE (a gram_meta_init.pt of scripts/gram/meta_train.py for this prompt configuration:
+# training and evaluations run with it, in folders of their own; the search is the plain run's),
+# and DPL_TEST_BASE=1 to also evaluate the base classes into test_base/ (MaPLe's layout; the
 # training run already ends with a test on the base classes, which the tables use otherwise).
 #
-# Output (MaPLe's layout, S = shots_<SHOTS>):
+# Output (MaPLe's layout, S = shots_<SHOTS>; G = +gram with DPL_GRAM_FILE, else nothing):
 #   $DPL_OUTPUT/base2new/train_base/<DATASET>/S/DPLSearch/<SEARCH_CFG>/seed<SEED>/  search on base classes (arch.json)
-#   $DPL_OUTPUT/base2new/train_base/<DATASET>/S/DPL/<TRAIN_CFG>/seed<SEED>/        training, base-class test accuracy
-#   $DPL_OUTPUT/base2new/test_new/<DATASET>/S/DPL/<TRAIN_CFG>/seed<SEED>/          new-class accuracy (--eval-only)
-#   $DPL_OUTPUT/base2new/test_base/<DATASET>/S/DPL/<TRAIN_CFG>/seed<SEED>/         only with DPL_TEST_BASE=1
+#   $DPL_OUTPUT/base2new/train_base/<DATASET>/S/DPL/<TRAIN_CFG>G/seed<SEED>/       training, base-class test accuracy
+#   $DPL_OUTPUT/base2new/test_new/<DATASET>/S/DPL/<TRAIN_CFG>G/seed<SEED>/         new-class accuracy (--eval-only)
+#   $DPL_OUTPUT/base2new/test_base/<DATASET>/S/DPL/<TRAIN_CFG>G/seed<SEED>/        only with DPL_TEST_BASE=1
 # Evaluations load the last checkpoint of the training run. Finished stages are skipped
 # (an evaluation is finished once its log has '=> result' and an accuracy); unfinished
 # training resumes in its folder and an unfinished evaluation runs again.
@@ -46,7 +48,7 @@ esac
 dpl_require_data
 
 RUN=$DATASET/shots_$SHOTS
-TRAIN_DIR=$DPL_OUTPUT/base2new/train_base/$RUN/DPL/$TRAIN_CFG/seed$SEED
+TRAIN_DIR=$DPL_OUTPUT/base2new/train_base/$RUN/DPL/$TRAIN_CFG$GRAM_SUFFIX/seed$SEED
 COMMON=(--root "$DATA" --seed "$SEED" --dataset-config-file "configs/datasets/$DATASET.yaml")
 DPL_ARGS=("${COMMON[@]}" --trainer DPL --config-file "configs/trainers/DPL/$TRAIN_CFG.yaml")
 ARCH=()
@@ -60,7 +62,8 @@ if [[ $SEARCH_CFG != - ]]; then
 fi
 
 dpl_train "train $DATASET base classes, seed $SEED" "$TRAIN_DIR" "${DPL_ARGS[@]}" \
-  DATASET.NUM_SHOTS "$SHOTS" DATASET.SUBSAMPLE_CLASSES base ${ARCH[@]+"${ARCH[@]}"} ${OVERRIDES[@]+"${OVERRIDES[@]}"}
+  DATASET.NUM_SHOTS "$SHOTS" DATASET.SUBSAMPLE_CLASSES base ${ARCH[@]+"${ARCH[@]}"} ${GRAM[@]+"${GRAM[@]}"} \
+  ${OVERRIDES[@]+"${OVERRIDES[@]}"}
 
 SPLITS=(new)
 if [[ ${DPL_TEST_BASE:-0} == 1 ]]; then
@@ -68,6 +71,7 @@ if [[ ${DPL_TEST_BASE:-0} == 1 ]]; then
 fi
 for split in "${SPLITS[@]}"; do
   dpl_eval "evaluate $DATASET $split classes, seed $SEED" \
-    "$DPL_OUTPUT/base2new/test_$split/$RUN/DPL/$TRAIN_CFG/seed$SEED" "$TRAIN_DIR" "${DPL_ARGS[@]}" \
-    DATASET.NUM_SHOTS "$SHOTS" DATASET.SUBSAMPLE_CLASSES "$split" ${ARCH[@]+"${ARCH[@]}"} ${OVERRIDES[@]+"${OVERRIDES[@]}"}
+    "$DPL_OUTPUT/base2new/test_$split/$RUN/DPL/$TRAIN_CFG$GRAM_SUFFIX/seed$SEED" "$TRAIN_DIR" "${DPL_ARGS[@]}" \
+    DATASET.NUM_SHOTS "$SHOTS" DATASET.SUBSAMPLE_CLASSES "$split" ${ARCH[@]+"${ARCH[@]}"} ${GRAM[@]+"${GRAM[@]}"} \
+    ${OVERRIDES[@]+"${OVERRIDES[@]}"}
 done

@@ -5,7 +5,13 @@
 #     `configs/` resolve the same way in this repository and in a CoOp/MaPLe checkout that
 #     holds these scripts in `scripts/dpl/`;
 #   - environment: DATA (dataset root, required), PYTHON (interpreter, default `python`),
-#     DPL_OUTPUT (output root, default `output` in the repository root);
+#     DPL_OUTPUT (output root, default `output` in the repository root), DPL_GRAM_FILE (a GRAM
+#     meta-initialisation, gram_meta_init.pt of scripts/gram/meta_train.py; default none);
+#   - with DPL_GRAM_FILE, every DPL run (training and evaluation, never the DPLSearch search)
+#     gets `TRAINER.DPL.GRAM_FILE <absolute path>` and the config part of its folder name the
+#     suffix `+gram` (e.g. DPL/coop_16ctx_vit_b16_ep50+gram_16shots/), so "X + GRAM" has folders of
+#     its own beside X's, which scripts/parse_results.py reads as a method of its own; a missing
+#     file is refused before anything runs;
 #   - the arguments after `--` go to train.py unchanged as KEY VALUE config overrides, after
 #     the launcher's own keys (so they win);
 #   - every stage goes through train.py, which compares the stage's config with the record
@@ -14,6 +20,11 @@
 #     the differing keys. Whether a folder is finished is answered by
 #     trainers/dpl_core/run_folder.py (result.json), the same definition as train.py's and
 #     parse_results.py's.
+
+# The suffix of a GRAM run's config in its folder name. `+` is no separator in the layouts
+# parse_results.py reads, and no DPL config may end with it (dpl_check_not_gram), so a GRAM folder
+# never names a config of its own. scripts/dpl/sweep.py and scripts/parse_results.py use the same.
+DPL_GRAM_TAG=+gram
 
 dpl_die() {
   echo "error: $*" >&2
@@ -43,7 +54,9 @@ dpl_abspath() {
 
 # dpl_init SCRIPT_PATH: resolve the environment against the caller's directory, then cd to
 # the repository root DPL_ROOT (this folder is DPL_SCRIPTS). DATA, PYTHON and a given
-# DPL_OUTPUT are exported in absolute form, so launchers calling launchers see the same values.
+# DPL_OUTPUT and DPL_GRAM_FILE are exported in absolute form, so launchers calling launchers see
+# the same values. Sets GRAM (the KEY VALUE pair every DPL run gets, or nothing) and GRAM_SUFFIX
+# (what the config part of a DPL folder name ends with: DPL_GRAM_TAG, or nothing).
 dpl_init() {
   DPL_SCRIPTS=$(cd "$(dirname "$1")" && pwd)
   DPL_ROOT=$(cd "$DPL_SCRIPTS/../.." && pwd)
@@ -57,6 +70,17 @@ dpl_init() {
     DPL_OUTPUT=$(dpl_abspath "$DPL_OUTPUT")
   else
     DPL_OUTPUT=output  # not exported: launchers called from here choose the same default
+  fi
+  GRAM=()
+  GRAM_SUFFIX=
+  if [[ -n ${DPL_GRAM_FILE:-} ]]; then
+    DPL_GRAM_FILE=$(dpl_abspath "$DPL_GRAM_FILE")
+    if [[ ! -f $DPL_GRAM_FILE ]]; then
+      dpl_die "DPL_GRAM_FILE=$DPL_GRAM_FILE is not a file: point it at the gram_meta_init.pt that scripts/gram/meta_train.py wrote for this prompt configuration"
+    fi
+    export DPL_GRAM_FILE
+    GRAM=(TRAINER.DPL.GRAM_FILE "$DPL_GRAM_FILE")
+    GRAM_SUFFIX=$DPL_GRAM_TAG
   fi
   cd "$DPL_ROOT"
   if [[ ! -f train.py ]]; then
@@ -89,6 +113,13 @@ dpl_split_args() {
   if ((${#OVERRIDES[@]} % 2)); then
     dpl_usage_error "the overrides after '--' must be KEY VALUE pairs, got an odd number of words (${#OVERRIDES[@]}): ${OVERRIDES[*]}"
   fi
+  # As an override, a GRAM file would train into the plain run's folder, read as X without GRAM.
+  local i
+  for ((i = 0; i < ${#OVERRIDES[@]}; i += 2)); do
+    if [[ ${OVERRIDES[i]} == TRAINER.DPL.GRAM_FILE ]]; then
+      dpl_usage_error "give the GRAM file as DPL_GRAM_FILE=PATH, not as an override: the runs then go to '$DPL_GRAM_TAG' folders apart from the plain ones"
+    fi
+  done
 }
 
 # dpl_search_train_args DEFAULT_SEARCH_CFG DEFAULT_TRAIN_CFG: reads POSITIONAL as
@@ -173,8 +204,19 @@ dpl_check_dataset() {
   fi
 }
 
+# dpl_check_not_gram CFG: a DPL config name must not end with DPL_GRAM_TAG, whose folders are
+# those of another config's GRAM runs.
+dpl_check_not_gram() {
+  if [[ $1 == *"$DPL_GRAM_TAG" ]]; then
+    dpl_usage_error "'$1' ends in '$DPL_GRAM_TAG', which marks the folders of GRAM runs: give the config without it and set DPL_GRAM_FILE (rename a config of your own)"
+  fi
+}
+
 # dpl_check_cfg TRAINER CFG: a trainer config configs/trainers/TRAINER/CFG.yaml must exist.
 dpl_check_cfg() {
+  if [[ $1 == DPL ]]; then
+    dpl_check_not_gram "$2"
+  fi
   if [[ ! -f configs/trainers/$1/$2.yaml ]]; then
     dpl_usage_error "unknown $1 config '$2': no configs/trainers/$1/$2.yaml; known: $(dpl_list_yaml "configs/trainers/$1")"
   fi

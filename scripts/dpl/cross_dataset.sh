@@ -18,13 +18,15 @@
 #               folders are those of a TRAIN_CFG named PRESET, without the DPLSearch one
 #   -- KEY VALUE ...  config overrides for every stage, passed to train.py as they are
 #
-# Environment: DATA (required), PYTHON, DPL_OUTPUT (as few_shot.sh), DPL_SOURCE_DATASET
-# (default imagenet) and DPL_TARGET_DATASETS (space-separated; default the 14 below).
+# Environment: DATA (required), PYTHON, DPL_OUTPUT, DPL_GRAM_FILE (as few_shot.sh; the
+# evaluations run with it too, in folders of their own), DPL_SOURCE_DATASET (default imagenet)
+# and DPL_TARGET_DATASETS (space-separated; default the 14 below).
 #
-# Output (MaPLe's layout, which scripts/parse_results.py reads; K = SHOTS):
-#   $DPL_OUTPUT/<SOURCE>/DPLSearch/<SEARCH_CFG>_<K>shots/seed<SEED>/   search on the source
-#   $DPL_OUTPUT/<SOURCE>/DPL/<TRAIN_CFG>_<K>shots/seed<SEED>/          training, source test accuracy
-#   $DPL_OUTPUT/evaluation/DPL/<TRAIN_CFG>_<K>shots/<TARGET>/seed<SEED>/  one evaluation per target
+# Output (MaPLe's layout, which scripts/parse_results.py reads; K = SHOTS; G = +gram with
+# DPL_GRAM_FILE, else nothing):
+#   $DPL_OUTPUT/<SOURCE>/DPLSearch/<SEARCH_CFG>_<K>shots/seed<SEED>/    search on the source
+#   $DPL_OUTPUT/<SOURCE>/DPL/<TRAIN_CFG>G_<K>shots/seed<SEED>/          training, source test accuracy
+#   $DPL_OUTPUT/evaluation/DPL/<TRAIN_CFG>G_<K>shots/<TARGET>/seed<SEED>/  one evaluation per target
 # Targets are evaluated on all their classes and test images (no few-shot sampling).
 # Finished stages are skipped; unfinished training resumes, an unfinished evaluation reruns.
 set -euo pipefail
@@ -55,15 +57,15 @@ dpl_require_data
 
 bash "$DPL_SCRIPTS/few_shot.sh" "$SOURCE" "$SEED" "$SHOTS" "$SEARCH_CFG" "$TRAIN_CFG" -- ${OVERRIDES[@]+"${OVERRIDES[@]}"}
 
-TRAIN_DIR=$DPL_OUTPUT/$SOURCE/DPL/${TRAIN_CFG}_${SHOTS}shots/seed$SEED
+TRAIN_DIR=$DPL_OUTPUT/$SOURCE/DPL/${TRAIN_CFG}${GRAM_SUFFIX}_${SHOTS}shots/seed$SEED
 ARCH=()
 if [[ $SEARCH_CFG != - ]]; then
   ARCH=(TRAINER.DPL.ARCH_FILE "$DPL_OUTPUT/$SOURCE/DPLSearch/${SEARCH_CFG}_${SHOTS}shots/seed$SEED/arch.json")
 fi
 for target in "${TARGETS[@]}"; do
   dpl_eval "evaluate on $target, seed $SEED" \
-    "$DPL_OUTPUT/evaluation/DPL/${TRAIN_CFG}_${SHOTS}shots/$target/seed$SEED" "$TRAIN_DIR" \
+    "$DPL_OUTPUT/evaluation/DPL/${TRAIN_CFG}${GRAM_SUFFIX}_${SHOTS}shots/$target/seed$SEED" "$TRAIN_DIR" \
     --root "$DATA" --seed "$SEED" --dataset-config-file "configs/datasets/$target.yaml" \
     --trainer DPL --config-file "configs/trainers/DPL/$TRAIN_CFG.yaml" \
-    ${ARCH[@]+"${ARCH[@]}"} ${OVERRIDES[@]+"${OVERRIDES[@]}"}
+    ${ARCH[@]+"${ARCH[@]}"} ${GRAM[@]+"${GRAM[@]}"} ${OVERRIDES[@]+"${OVERRIDES[@]}"}
 done

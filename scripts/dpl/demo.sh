@@ -16,7 +16,8 @@
 #
 # Environment: DATA (default ./data in the repository; the synthetic set is generated in
 # $DATA/synthetic on first use), DPL_OUTPUT (default ./output_demo in the repository),
-# PYTHON (default python). Running it again skips the finished stages and prints again.
+# PYTHON (default python); DPL_GRAM_FILE is ignored: the demo runs without GRAM.
+# Running it again skips the finished stages and prints again.
 set -euo pipefail
 
 USAGE="usage: bash $0   (no arguments; see the header for the environment variables)"
@@ -24,6 +25,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 if (($#)); then
   dpl_usage_error "demo.sh takes no arguments"
 fi
+unset DPL_GRAM_FILE  # a meta-initialisation made for real CLIP prompts would not fit the tiny CLIP's
 dpl_init "${BASH_SOURCE[0]}"
 if [[ $DPL_OUTPUT == output ]]; then  # DPL_OUTPUT was not set (dpl_init makes a given one absolute)
   DPL_OUTPUT=$DPL_ROOT/output_demo  # keep the demo apart from real results in output/

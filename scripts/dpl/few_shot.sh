@@ -21,11 +21,14 @@
 #                     e.g. -- TRAINER.DPL.CLIP_CHECKPOINT /models/ViT-B-16.pt
 #
 # Optional arguments are positional: to give TRAIN_CFG, give SHOTS and SEARCH_CFG too.
-# Environment: DATA (required), PYTHON (default python), DPL_OUTPUT (default output).
+# Environment: DATA (required), PYTHON (default python), DPL_OUTPUT (default output),
+# DPL_GRAM_FILE (a gram_meta_init.pt of scripts/gram/meta_train.py for this prompt configuration:
+# the training starts from it, into its own folder; the search is the plain run's).
 #
-# Output (CoOp layout; the training stage reads the search's arch.json):
+# Output (CoOp layout; the training stage reads the search's arch.json; G = +gram with
+# DPL_GRAM_FILE, else nothing):
 #   $DPL_OUTPUT/<DATASET>/DPLSearch/<SEARCH_CFG>_<SHOTS>shots/seed<SEED>/  log.txt arch.json alpha_history.jsonl
-#   $DPL_OUTPUT/<DATASET>/DPL/<TRAIN_CFG>_<SHOTS>shots/seed<SEED>/         log.txt (test accuracy at the end)
+#   $DPL_OUTPUT/<DATASET>/DPL/<TRAIN_CFG>G_<SHOTS>shots/seed<SEED>/        log.txt (test accuracy at the end)
 # A preset writes only the second folder (the folder manual.sh writes for it).
 # A stage whose log says 'Finish training' is skipped; an unfinished one resumes in its folder.
 # Paths inside overrides are read from the repository root (the script runs there).
@@ -39,7 +42,7 @@ dpl_init "${BASH_SOURCE[0]}"
 dpl_search_train_args vit_b16_ep60_batch4 vit_b16_ep40_batch4
 dpl_require_data
 
-TRAIN_DIR=$DPL_OUTPUT/$DATASET/DPL/${TRAIN_CFG}_${SHOTS}shots/seed$SEED
+TRAIN_DIR=$DPL_OUTPUT/$DATASET/DPL/${TRAIN_CFG}${GRAM_SUFFIX}_${SHOTS}shots/seed$SEED
 COMMON=(--root "$DATA" --seed "$SEED" --dataset-config-file "configs/datasets/$DATASET.yaml")
 ARCH=()
 
@@ -53,4 +56,4 @@ fi
 
 dpl_train "train $DATASET seed $SEED, $SHOTS shots" "$TRAIN_DIR" \
   "${COMMON[@]}" --trainer DPL --config-file "configs/trainers/DPL/$TRAIN_CFG.yaml" \
-  DATASET.NUM_SHOTS "$SHOTS" ${ARCH[@]+"${ARCH[@]}"} ${OVERRIDES[@]+"${OVERRIDES[@]}"}
+  DATASET.NUM_SHOTS "$SHOTS" ${ARCH[@]+"${ARCH[@]}"} ${GRAM[@]+"${GRAM[@]}"} ${OVERRIDES[@]+"${OVERRIDES[@]}"}

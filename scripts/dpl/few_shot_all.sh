@@ -11,8 +11,9 @@
 #               preset, trained without a search (few_shot.sh), e.g. - coop_16ctx_vit_b16_ep200
 #   -- KEY VALUE ...  config overrides passed to every run
 #
-# Environment: DATA (required), PYTHON, DPL_OUTPUT (as few_shot.sh), and DPL_DATASETS to
-# replace the list of datasets (default: the 11 below).
+# Environment: DATA (required), PYTHON, DPL_OUTPUT, DPL_GRAM_FILE (as few_shot.sh: one
+# meta-initialisation for every run, so give a preset or a search that finds one configuration),
+# and DPL_DATASETS to replace the list of datasets (default: the 11 below).
 # Finished runs are skipped and unfinished ones resumed, so an interrupted loop is continued
 # by running the same command again. The loop stops at the first failing run.
 set -euo pipefail

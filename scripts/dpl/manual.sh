@@ -23,10 +23,13 @@
 #   SHOTS    training images per class (default 16)
 #   -- KEY VALUE ...  config overrides passed to train.py as they are
 #
-# Environment: DATA (required), PYTHON (default python), DPL_OUTPUT (default output).
+# Environment: DATA (required), PYTHON (default python), DPL_OUTPUT (default output),
+# DPL_GRAM_FILE (a gram_meta_init.pt of scripts/gram/meta_train.py for this preset's prompts:
+# the training starts from it, into a folder of its own).
 #
-# Output (CoOp layout, next to the searched runs of few_shot.sh; CFG = manual_<PRESET> or PRESET):
-#   $DPL_OUTPUT/<DATASET>/DPL/<CFG>_<SHOTS>shots/seed<SEED>/  log.txt (test accuracy at the end)
+# Output (CoOp layout, next to the searched runs of few_shot.sh; CFG = manual_<PRESET> or PRESET;
+# G = +gram with DPL_GRAM_FILE, else nothing):
+#   $DPL_OUTPUT/<DATASET>/DPL/<CFG>G_<SHOTS>shots/seed<SEED>/  log.txt (test accuracy at the end)
 # the run of `few_shot.sh DATASET SEED SHOTS - CFG`, the same folder and command.
 # A finished run is skipped; an unfinished one resumes in its folder. base2new.sh and
 # cross_dataset.sh run presets in their protocols (SEARCH_CFG '-').
@@ -47,6 +50,7 @@ SHOTS=${POSITIONAL[3]:-16}
 dpl_check_dataset "$DATASET"
 dpl_check_int SEED "$SEED" 0
 dpl_check_int SHOTS "$SHOTS" 1
+dpl_check_not_gram "$PRESET"
 # A manual preset is named without its manual_ prefix, any other preset by its config name.
 if [[ -f configs/trainers/DPL/manual_$PRESET.yaml ]]; then
   CFG=manual_$PRESET
@@ -69,7 +73,7 @@ fi
 dpl_require_data
 
 dpl_train "manual $PRESET on $DATASET seed $SEED, $SHOTS shots" \
-  "$DPL_OUTPUT/$DATASET/DPL/${CFG}_${SHOTS}shots/seed$SEED" \
+  "$DPL_OUTPUT/$DATASET/DPL/${CFG}${GRAM_SUFFIX}_${SHOTS}shots/seed$SEED" \
   --root "$DATA" --seed "$SEED" --dataset-config-file "configs/datasets/$DATASET.yaml" \
   --trainer DPL --config-file "configs/trainers/DPL/$CFG.yaml" \
-  DATASET.NUM_SHOTS "$SHOTS" ${OVERRIDES[@]+"${OVERRIDES[@]}"}
+  DATASET.NUM_SHOTS "$SHOTS" ${GRAM[@]+"${GRAM[@]}"} ${OVERRIDES[@]+"${OVERRIDES[@]}"}

@@ -3,8 +3,8 @@
 
     python scripts/dpl/sweep.py [run|status] --protocol few-shot --datasets eurosat dtd \\
         --seeds 1 2 3 --shots 16 --methods vit_b16_ep60_batch4+vit_b16_ep40_batch4 coop_16ctx_vit_b16_ep200 \\
-        [--gpus 0,1 | --workers N | --executor slurm --slurm-partition P ...] [--dry-run] [--retry-failed] \\
-        [-- KEY VALUE ...]
+        [--gram-file PATH] [--gpus 0,1 | --workers N | --executor slurm --slurm-partition P ...] [--dry-run] \\
+        [--retry-failed] [-- KEY VALUE ...]
 
 A plan is expanded into runs (search -> training -> evaluation), each one ``train.py`` process
 started with the arguments and into the folder the launchers of this folder use (few_shot.sh,
@@ -21,6 +21,11 @@ Methods: ``SEARCH_CFG+TRAIN_CFG`` (names in configs/trainers/DPLSearch/ and DPL/
 ``coop_16ctx_vit_b16_ep50``, ``maple_2ctx_depth9_ep5_batch4`` or ``manual_ivlp_2ctx_depth9``:
 trained without a search in every protocol, as the launchers' ``- PRESET``), or ``default`` (the
 protocol's default pair, as the launchers').
+
+GRAM (``--gram-file PATH``, default ``$DPL_GRAM_FILE``): every method's DPL runs (training and
+evaluation; searches are the plain runs') start from that meta-initialisation, into the ``+gram``
+folders the launchers use with DPL_GRAM_FILE, so "X + GRAM" is the same plan run again with the
+option, beside X's runs. One file fits one prompt configuration: give the methods it was made for.
 
 SLURM (``--executor slurm``, needs ``pip install submitit``): the runs are submitted with submitit
 as one job array per stage (search, training, evaluation), each array after the arrays its runs
@@ -93,6 +98,9 @@ SLURM_KEYS: dict[str, tuple[type, Any, str]] = {  # per-stage resources: yaml ke
     "array_parallelism": (int, None, "most tasks of one array running at once (default submitit's, 256)"),
 }
 SLURM_JOB = re.compile(r"\d+(_\d+)?")  # a SLURM job or array task id, the only ids squeue is asked about
+# What a GRAM run's config ends with in its folder name (common.sh's DPL_GRAM_TAG; parse_results.py
+# reads it); no DPL config may end with it, so a GRAM folder never names a config of its own.
+GRAM_SUFFIX = "+gram"
 
 
 class PlanError(ValueError):
@@ -167,8 +175,12 @@ def parse_method(method: str, protocol: str) -> tuple[str | None, str]:
     """``(SEARCH_CFG, TRAIN_CFG)``; SEARCH_CFG is None for a preset, which runs without a search."""
     if method == "default":
         return DEFAULTS[protocol]
+    if method.endswith(GRAM_SUFFIX):
+        raise PlanError(f"method '{method}': '{GRAM_SUFFIX}' marks the folders of GRAM runs: give "
+                        f"'{method.removesuffix(GRAM_SUFFIX)}' and --gram-file PATH")  # fmt: skip
     parts = method.split("+")
-    if len(parts) == 1 and method:
+    # A config's own name may hold '+' (ivlp_2+2ctx_depth12_ep5_batch4): a whole DPL config name is one config.
+    if method and (len(parts) == 1 or (REPO / "configs" / "trainers" / "DPL" / f"{method}.yaml").is_file()):
         check_cfg("DPL", method)
         if not is_preset(method):
             raise PlanError(f"method '{method}': DPL config '{method}' needs a search (it sets no ARCH_FILE under "
@@ -191,17 +203,25 @@ def parse_method(method: str, protocol: str) -> tuple[str | None, str]:
 
 def expand(protocol: str, datasets: list[str], seeds: list[int], shots: list[int], methods: list[str],
            overrides: list[str], data: str, output: str, test_base: bool = False,
-           source: str = "imagenet") -> list[Run]:  # fmt: skip
+           source: str = "imagenet", gram_file: str = "") -> list[Run]:  # fmt: skip
     """The runs of a plan, in the launchers' order, with the launchers' folders and arguments.
 
     ``data`` and ``output`` are used as given (the launchers pass an absolute DATA, and
-    ``output`` relative to the repository root unless DPL_OUTPUT was set).
+    ``output`` relative to the repository root unless DPL_OUTPUT was set). ``gram_file``, an
+    absolute path or "", is DPL_GRAM_FILE: the DPL runs start from it, in ``+gram`` folders.
     """
     if protocol not in DEFAULTS:
         raise PlanError(f"unknown protocol '{protocol}': one of {', '.join(DEFAULTS)}")
     if len(overrides) % 2:
         raise PlanError(f"the overrides after '--' must be KEY VALUE pairs, got an odd number of words "
                         f"({len(overrides)}): {' '.join(overrides)}")  # fmt: skip
+    # As an override, a GRAM file would train into the plain run's folder, read as X without GRAM.
+    if "TRAINER.DPL.GRAM_FILE" in overrides[::2]:
+        raise PlanError(f"give the GRAM file as --gram-file PATH, not as an override: the runs then go to "
+                        f"'{GRAM_SUFFIX}' folders apart from the plain ones")  # fmt: skip
+    if gram_file and not os.path.isfile(gram_file):
+        raise PlanError(f"--gram-file {gram_file} is not a file: give the gram_meta_init.pt that "
+                        "scripts/gram/meta_train.py wrote for this prompt configuration")  # fmt: skip
     if not datasets or not seeds or not shots or not methods:
         raise PlanError("a plan needs at least one dataset, seed, shot count and method")
     for name in datasets:
@@ -216,6 +236,8 @@ def expand(protocol: str, datasets: list[str], seeds: list[int], shots: list[int
             raise PlanError(f"SHOTS must be an integer >= 1, got '{k}'")
     pairs = [parse_method(m, protocol) for m in methods]
     ov = list(overrides)
+    gram = ["TRAINER.DPL.GRAM_FILE", gram_file] if gram_file else []
+    tag = GRAM_SUFFIX if gram_file else ""  # the config part of a DPL folder name ends with it
     runs: dict[str, Run] = {}
 
     def add(run: Run) -> None:
@@ -230,7 +252,7 @@ def expand(protocol: str, datasets: list[str], seeds: list[int], shots: list[int
 
     def few_shot(dataset: str, seed: int, k: int, search: str | None, train: str) -> str:
         """few_shot.sh (a preset: manual.sh, no search); returns the training folder."""
-        train_dir = f"{output}/{dataset}/DPL/{train}_{k}shots/seed{seed}"
+        train_dir = f"{output}/{dataset}/DPL/{train}{tag}_{k}shots/seed{seed}"
         train_args = [*common(dataset, seed), "--trainer", "DPL", "--config-file", f"configs/trainers/DPL/{train}.yaml",
                       "DATASET.NUM_SHOTS", str(k)]  # fmt: skip
         deps = []
@@ -244,7 +266,7 @@ def expand(protocol: str, datasets: list[str], seeds: list[int], shots: list[int
             label = f"train {dataset} seed {seed}, {k} shots"
         else:
             label = f"manual {train.removeprefix('manual_')} on {dataset} seed {seed}, {k} shots"
-        add(Run(train_dir, "train", label, [*train_args, *ov], deps))
+        add(Run(train_dir, "train", label, [*train_args, *gram, *ov], deps))
         return train_dir
 
     for search, train in pairs:
@@ -257,7 +279,7 @@ def expand(protocol: str, datasets: list[str], seeds: list[int], shots: list[int
                 for dataset in datasets:
                     for seed in seeds:
                         base = f"{output}/base2new/train_base/{dataset}/shots_{k}"
-                        train_dir = f"{base}/DPL/{train}/seed{seed}"
+                        train_dir = f"{base}/DPL/{train}{tag}/seed{seed}"
                         dpl = [*common(dataset, seed), "--trainer", "DPL", "--config-file", f"configs/trainers/DPL/{train}.yaml"]
                         arch: list[str] = []
                         deps: list[str] = []
@@ -270,23 +292,24 @@ def expand(protocol: str, datasets: list[str], seeds: list[int], shots: list[int
                             arch = ["TRAINER.DPL.ARCH_FILE", f"{search_dir}/arch.json"]
                             deps = [search_dir]
                         add(Run(train_dir, "train", f"train {dataset} base classes, seed {seed}",
-                                [*dpl, "DATASET.NUM_SHOTS", str(k), "DATASET.SUBSAMPLE_CLASSES", "base", *arch, *ov],
-                                deps))  # fmt: skip
+                                [*dpl, "DATASET.NUM_SHOTS", str(k), "DATASET.SUBSAMPLE_CLASSES", "base", *arch, *gram,
+                                 *ov], deps))  # fmt: skip
                         for split in (["base", "new"] if test_base else ["new"]):
-                            add(Run(f"{output}/base2new/test_{split}/{dataset}/shots_{k}/DPL/{train}/seed{seed}", "eval",
-                                    f"evaluate {dataset} {split} classes, seed {seed}",
+                            add(Run(f"{output}/base2new/test_{split}/{dataset}/shots_{k}/DPL/{train}{tag}/seed{seed}",
+                                    "eval", f"evaluate {dataset} {split} classes, seed {seed}",
                                     ["--eval-only", "--model-dir", train_dir, *dpl, "DATASET.NUM_SHOTS", str(k),
-                                     "DATASET.SUBSAMPLE_CLASSES", split, *arch, *ov], [train_dir]))  # fmt: skip
+                                     "DATASET.SUBSAMPLE_CLASSES", split, *arch, *gram, *ov], [train_dir]))  # fmt: skip
             else:  # cross-dataset: datasets are the targets
                 for seed in seeds:
                     train_dir = few_shot(source, seed, k, search, train)
                     arch = [] if search is None else [
                         "TRAINER.DPL.ARCH_FILE", f"{output}/{source}/DPLSearch/{search}_{k}shots/seed{seed}/arch.json"]
                     for target in datasets:
-                        add(Run(f"{output}/evaluation/DPL/{train}_{k}shots/{target}/seed{seed}", "eval",
+                        add(Run(f"{output}/evaluation/DPL/{train}{tag}_{k}shots/{target}/seed{seed}", "eval",
                                 f"evaluate on {target}, seed {seed}",
                                 ["--eval-only", "--model-dir", train_dir, *common(target, seed), "--trainer", "DPL",
-                                 "--config-file", f"configs/trainers/DPL/{train}.yaml", *arch, *ov], [train_dir]))  # fmt: skip
+                                 "--config-file", f"configs/trainers/DPL/{train}.yaml", *arch, *gram, *ov],
+                                [train_dir]))  # fmt: skip
     return list(runs.values())
 
 
@@ -856,6 +879,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "coop_16ctx_vit_b16_ep50 or manual_ivlp_2ctx_depth9; no search) or default (the protocol's pair)")  # fmt: skip
     parser.add_argument("--source", default="imagenet", help="cross-dataset source dataset (default imagenet)")
     parser.add_argument("--test-base", action="store_true", help="base-to-new: also evaluate the base classes (DPL_TEST_BASE=1)")
+    parser.add_argument("--gram-file", default=os.environ.get("DPL_GRAM_FILE", ""), metavar="PATH",
+                        help="GRAM meta-initialisation (gram_meta_init.pt) for every method's DPL runs, into "
+                             "'+gram' folders (default $DPL_GRAM_FILE, else none)")  # fmt: skip
     parser.add_argument("--data", default=os.environ.get("DATA", ""), help="dataset root (default $DATA)")
     parser.add_argument("--output", default=os.environ.get("DPL_OUTPUT", ""),
                         help="output root (default $DPL_OUTPUT, else output/ in the repository)")  # fmt: skip
@@ -900,7 +926,8 @@ def main(argv: list[str] | None = None) -> int:
                 raise PlanError(f"--data {args.data} is not a folder: point it at the folder holding the datasets")
         data = abspath(args.data) if args.data else "$DATA"
         runs = expand(args.protocol, args.datasets, args.seeds, args.shots, args.methods, overrides, data, output,
-                      test_base=args.test_base, source=args.source)  # fmt: skip
+                      test_base=args.test_base, source=args.source,
+                      gram_file=abspath(args.gram_file) if args.gram_file else "")  # fmt: skip
         devices: list[str | None] = []
         resources: dict[str, dict[str, Any]] = {}
         if args.command == "run" and args.executor == "slurm":
