@@ -123,3 +123,19 @@ def checkout(tmp_path):
     (tmp_path / "data").mkdir()
     (tmp_path / "elsewhere").mkdir()
     return root
+
+
+@pytest.fixture(scope="module")
+def clip4():
+    """A tiny CLIP with 4 blocks per tower, so deep prompts can stop before the end."""
+    from trainers.dpl_core.tiny_clip import make_tiny_clip
+
+    return make_tiny_clip(seed=0, vision_layers=4, transformer_layers=4).float().eval()
+
+
+@pytest.fixture(scope="module")
+def images():
+    """Two random images at the tiny CLIP's resolution."""
+    import torch
+
+    return torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))

@@ -20,22 +20,10 @@ from trainers.dpl_core.architecture import (
     modular_groups,
 )
 from trainers.dpl_core.prompted_clip import PromptedCLIP, tower_depths, truncate_tokens
-from trainers.dpl_core.tiny_clip import make_tiny_clip
 from trainers.dpl_core.token_prompts import TokenSchedule, TowerTokens
 
 NAMES = ["cat", "golden retriever", "red-winged blackbird"]
 RTOL = 1e-5
-
-
-@pytest.fixture(scope="module")
-def clip4():
-    """A tiny CLIP with 4 blocks per tower, so deep prompts can stop before the end."""
-    return make_tiny_clip(seed=0, vision_layers=4, transformer_layers=4).float().eval()
-
-
-@pytest.fixture(scope="module")
-def images():
-    return torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
 
 
 def architecture(clip_model, text=(), image=(), text_lengths=None, image_lengths=None) -> PromptArchitecture:
@@ -244,18 +232,23 @@ MIXED_TEXT = (TokenGroup(0, 2, (None, 2)), TokenGroup(1, 2, 1), TokenGroup(1, 1,
 MIXED_IMAGE = (TokenGroup(0, 1, 2), TokenGroup(1, 2, (1, None), "coupled"), TokenGroup(1, 1, None), TokenGroup(3, 2, 1))
 
 
-def test_mixed_lifetimes_in_both_towers_equal_the_literal_sequence(clip4, images):
-    model = PromptedCLIP.fixed(clip4, architecture(clip4, MIXED_TEXT, MIXED_IMAGE), num_classes=len(NAMES))
+def assert_equals_the_literal_sequence(clip_model, images, text_groups, image_groups) -> None:
+    """The engine with these groups equals the literal sequence simulation, values and gradients."""
+    model = PromptedCLIP.fixed(clip_model, architecture(clip_model, text_groups, image_groups), num_classes=len(NAMES))
     randomise(model)
     text_values = model.text_tokens.values(model.image_tokens, model.couplings["text"])
     image_values = model.image_tokens.values(model.text_tokens, model.couplings["image"])
     tokenized = literal.tokenize([f"a photo of a {n}." for n in NAMES])
     expected = literal.logits(
-        clip4, literal.literal_groups_image(clip4, images, MIXED_IMAGE, image_values),
-        literal.literal_groups_text(clip4, tokenized, MIXED_TEXT, text_values),
+        clip_model, literal.literal_groups_image(clip_model, images, image_groups, image_values),
+        literal.literal_groups_text(clip_model, tokenized, text_groups, text_values),
     )  # fmt: skip
     learned = [p for p in model.prompt_parameters() if p.numel()]  # DPL's prompts are empty here
     compare_with_gradients(model, model(images, engine_tokens("a photo of a {}.")), expected, learned)
+
+
+def test_mixed_lifetimes_in_both_towers_equal_the_literal_sequence(clip4, images):
+    assert_equals_the_literal_sequence(clip4, images, MIXED_TEXT, MIXED_IMAGE)
 
 
 def test_chunks_and_checkpointing_leave_groups_exact(clip4, images):
@@ -409,20 +402,9 @@ def test_shipped_preset_files_are_their_builders_at_vit_b16():
 @pytest.mark.parametrize("image_source", ["coupled", "learned"])
 def test_modular_rule_in_both_towers_equals_the_literal_sequence(clip4, images, image_source):
     """Our extension: the stack rule in the text tower too (tokens after SOT, causal mask kept)."""
-    depth = tower_depths(clip4)[0]
-    text_groups = modular_groups(1, 2, 1, depth, init="X")
-    image_groups = modular_groups(1, 2, 1, tower_depths(clip4)[1], source=image_source)
-    model = PromptedCLIP.fixed(clip4, architecture(clip4, text_groups, image_groups))
-    randomise(model)
-    text_values = model.text_tokens.values(model.image_tokens, model.couplings["text"])
-    image_values = model.image_tokens.values(model.text_tokens, model.couplings["image"])
-    tokenized = literal.tokenize([f"a photo of a {n}." for n in NAMES])
-    expected = literal.logits(
-        clip4, literal.literal_groups_image(clip4, images, image_groups, image_values),
-        literal.literal_groups_text(clip4, tokenized, text_groups, text_values),
-    )  # fmt: skip
-    learned = [p for p in model.prompt_parameters() if p.numel()]
-    compare_with_gradients(model, model(images, engine_tokens("a photo of a {}.")), expected, learned)
+    text_depth, image_depth = tower_depths(clip4)
+    assert_equals_the_literal_sequence(clip4, images, modular_groups(1, 2, 1, text_depth, init="X"),
+                                       modular_groups(1, 2, 1, image_depth, source=image_source))  # fmt: skip
 
 
 def test_block0_text_tokens_without_position_keep_the_class_positions(clip4, images):

@@ -9,7 +9,6 @@ import torch
 
 from trainers.dpl_core.architecture import ArchitectureError, PromptArchitecture, TokenGroup
 from trainers.dpl_core.prompted_clip import PromptedCLIP, tower_depths, truncate_tokens
-from trainers.dpl_core.tiny_clip import make_tiny_clip
 from trainers.dpl_core.token_search import GATE_FLOOR, TokenSearchSpace, TokenSearchWeights, decode_tokens, gate_bias
 
 import clip
@@ -17,16 +16,6 @@ import clip
 NAMES = ["cat", "golden retriever", "red-winged blackbird"]
 SPACE = TokenSearchSpace(3, (1, 2, None))
 BIG = 1e4  # softmax of +-BIG is exactly one-hot in fp32
-
-
-@pytest.fixture(scope="module")
-def clip4():
-    return make_tiny_clip(seed=0, vision_layers=4, transformer_layers=4).float().eval()
-
-
-@pytest.fixture(scope="module")
-def images():
-    return torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
 
 
 @pytest.fixture(scope="module")

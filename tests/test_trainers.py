@@ -48,6 +48,20 @@ def run_args(trainer, output_dir, data_root, checkpoint, *extra_opts, flags=()):
     ]  # fmt: skip
 
 
+def train_until_cut_in_second_epoch(trainer) -> None:
+    """Train, and interrupt the run as the second epoch starts (after the first checkpoint)."""
+    original_run_epoch = trainer.run_epoch
+
+    def run_then_stop():
+        if trainer.epoch == 1:
+            raise KeyboardInterrupt
+        original_run_epoch()
+
+    trainer.run_epoch = run_then_stop
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train()
+
+
 def make_trainer(argv):
     cfg = train.setup_cfg(train.build_parser().parse_args(argv))
     return build_trainer(cfg)
@@ -96,16 +110,7 @@ def test_interrupted_search_resumes_with_exact_alphas(tmp_path, data_root, tiny_
     out = tmp_path / "search"
     argv = run_args("DPLSearch", out, data_root, tiny_checkpoint, "OPTIM.MAX_EPOCH", "3")
     trainer = make_trainer(argv)
-    original_run_epoch = trainer.run_epoch
-
-    def run_then_stop():
-        if trainer.epoch == 1:
-            raise KeyboardInterrupt  # cut off during the second epoch
-        original_run_epoch()
-
-    trainer.run_epoch = run_then_stop
-    with pytest.raises(KeyboardInterrupt):
-        trainer.train()
+    train_until_cut_in_second_epoch(trainer)
     saved = json.loads((out / "alpha_history.jsonl").read_text().splitlines()[0])
     adam_steps = trainer._optims["arch_weights"].state[trainer.model.arch_weights.text]["step"]
 
@@ -177,16 +182,7 @@ def test_interrupted_training_resumes_from_last_checkpoint(tmp_path, data_root, 
     argv = run_args("DPL", out, data_root, tiny_checkpoint, "TEST.FINAL_MODEL", "best_val",
                     "TRAINER.DPL.TEXT_LENGTHS", "[2, 0, 1]", "TRAINER.DPL.IMAGE_LENGTHS", "[1, 3]")  # fmt: skip
     trainer = make_trainer(argv)
-    original_run_epoch = trainer.run_epoch
-
-    def run_then_stop():
-        if trainer.epoch == 1:
-            raise KeyboardInterrupt  # cut off in the second epoch, after the first checkpoint
-        original_run_epoch()
-
-    trainer.run_epoch = run_then_stop
-    with pytest.raises(KeyboardInterrupt):
-        trainer.train()
+    train_until_cut_in_second_epoch(trainer)
     after_first = [p.detach().clone() for p in trainer.model.prompt_parameters()]
     assert not (out / "result.json").exists()
 
@@ -353,16 +349,7 @@ def test_token_search_trains_resumes_exactly_and_its_architecture_trains_with_dp
     trainer = make_trainer(argv)
     weights = trainer.model.token_weights
     assert trainer._models["arch_weights"] is weights
-    original_run_epoch = trainer.run_epoch
-
-    def run_then_stop():
-        if trainer.epoch == 1:
-            raise KeyboardInterrupt  # cut off during the second epoch
-        original_run_epoch()
-
-    trainer.run_epoch = run_then_stop
-    with pytest.raises(KeyboardInterrupt):
-        trainer.train()
+    train_until_cut_in_second_epoch(trainer)
     saved = json.loads((out / "alpha_history.jsonl").read_text().splitlines()[0])
     assert saved["space"] == "tokens" and saved["lifetimes"] == [1, 2, None]
     assert torch.tensor(saved["text"]["lifetimes"]).shape == (3, 2, 3)  # blocks, tokens, lifetimes
