@@ -43,7 +43,7 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 from torch import Tensor  # noqa: E402
 
-from datasets.image_captions import ManifestError, read_image_captions  # noqa: E402
+from datasets.image_captions import ImageCaptions, ManifestError, read_image_captions  # noqa: E402
 from trainers.dpl_core.architecture import ArchitectureError, PromptArchitecture  # noqa: E402
 from trainers.dpl_core.clip_loader import CLIPLoadError, load_clip, resolve_checkpoint  # noqa: E402
 from trainers.dpl_core.prompted_clip import PromptedCLIP, tower_depths, truncate_tokens  # noqa: E402
@@ -65,8 +65,9 @@ class MetaTrainError(ValueError):
 class TaskData:
     """The tensors of a task's pairs: images (or their cached features) and caption tokens."""
 
-    def __init__(self, args: argparse.Namespace, model: PromptedCLIP, uses_images: bool, device: torch.device) -> None:
-        self.pairs = read_image_captions(args.manifest)
+    def __init__(self, args: argparse.Namespace, pairs: ImageCaptions, model: PromptedCLIP, uses_images: bool,
+                 device: torch.device) -> None:  # fmt: skip
+        self.pairs = pairs
         self.uses_images, self.device = uses_images, device
         self.image_features = None if uses_images else load_features(args.features)[0]
         if self.image_features is not None and len(self.image_features) != len(self.pairs):
@@ -87,16 +88,15 @@ class TaskData:
         return images.to(self.device), tokens.to(self.device)
 
 
-def run_record(args: argparse.Namespace, clip_file: str) -> dict[str, Any]:
+def run_record(args: argparse.Namespace, clip_file: str, pairs: ImageCaptions, arch: PromptArchitecture) -> dict[str, Any]:
     if not os.path.isdir(args.features):
         raise MetaTrainError(f"--features {args.features}: not a folder (expected the cache of scripts/gram/cache_features.py)")
     if not os.path.isfile(args.hierarchy):
         raise MetaTrainError(f"--hierarchy {args.hierarchy}: not found (expected the JSON of scripts/gram/cluster.py)")
     settings = {k: v for k, v in sorted(vars(args).items()) if k not in NOT_RECORDED}
-    arch = PromptArchitecture.load(args.arch_file).to_dict()
-    inputs = {"manifest_sha256": read_image_captions(args.manifest).sha256(), "features_index_sha256": index_sha256(args.features),
+    inputs = {"manifest_sha256": pairs.sha256(), "features_index_sha256": index_sha256(args.features),
               "hierarchy_sha256": sha256_file(args.hierarchy), "clip_sha256": sha256_file(clip_file)}  # fmt: skip
-    return {"format": "gram-meta-train-run", "settings": settings, "inputs": inputs, "architecture": arch}
+    return {"format": "gram-meta-train-run", "settings": settings, "inputs": inputs, "architecture": arch.to_dict()}
 
 
 def claim(folder: Path, record: dict[str, Any]) -> None:
@@ -132,7 +132,8 @@ def meta_train(args: argparse.Namespace, on_step: Callable[[int], None] | None =
         raise MetaTrainError(str(error)) from None
     if any(g.per_class for g in arch.text_groups):
         raise MetaTrainError(f"{args.arch_file}: per-class tokens have no classes to meta-train on (captions are the classes)")
-    record = run_record(args, clip_file)
+    pairs = read_image_captions(args.manifest)
+    record = run_record(args, clip_file, pairs, arch)
     if (folder / OUTPUT).exists() and read_json(folder / RECORD) == record:
         logger.info("%s already holds this finished meta-training", folder)
         return folder / OUTPUT
@@ -150,7 +151,7 @@ def meta_train(args: argparse.Namespace, on_step: Callable[[int], None] | None =
         raise MetaTrainError(f"{args.arch_file}: the architecture has no learned prompt tensors")
     regulator = GradientRegulator({n: tuple(p.shape) for n, p in theta.items()}, args.regulator, args.bias_scale, args.rank).to(device)
     uses_images = bool(arch.image_groups) or any(arch.image_lengths)
-    data = TaskData(args, model, uses_images, device)
+    data = TaskData(args, pairs, model, uses_images, device)
     hierarchy = Hierarchy.load(args.hierarchy, index_sha256(args.features))
     train_tasks = TaskSampler(hierarchy, args.support, args.query, args.far_share, args.seed, "train")
     val_tasks = None
